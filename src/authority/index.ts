@@ -1,0 +1,23 @@
+export { Home, resolveHomeDir, HOME_SUBDIRS } from "./home.js";
+export { createAgent, getAgent, listAgents, setAgentDisabled, assertValidId } from "./agents.js";
+export type { Agent } from "./agents.js";
+export {
+  applyPolicyChanges,
+  createPolicy,
+  getPolicyVersion,
+  listPolicyIds,
+  listPolicyVersions,
+  updatePolicy,
+} from "./policies.js";
+export type { PolicyChanges } from "./policies.js";
+export { activeKid, listSigningKeys, rotateSigningKey } from "./keys.js";
+export { findRevocation, listRevocations, revokeJti } from "./revocations.js";
+export { caPaths, loadLocalCa } from "./local-ca.js";
+export {
+  authorityView,
+  initHome,
+  inspectTokenInHome,
+  issueToken,
+  MAX_TTL_SECONDS,
+  requireValidToken,
+} from "./authority.js";

@@ -1,0 +1,86 @@
+import { KeyObject, randomBytes, webcrypto, X509Certificate } from "node:crypto";
+import { hostname } from "node:os";
+
+import { VallignusError } from "../errors.js";
+import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, writeFileAtomic } from "./atomic-file.js";
+import { assertNotReadableByOthers, type Home, readTextIfExists } from "./home.js";
+
+const SIGNING = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
+const CA_VALID_DAYS = 825;
+
+/** Loaded on demand: the X.509 builder is large and only `init` and TLS interception need it. */
+async function loadX509(): Promise<typeof import("@peculiar/x509")> {
+  await import("reflect-metadata");
+  const x509 = await import("@peculiar/x509");
+  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  return x509;
+}
+
+export interface LocalCa {
+  readonly certPem: string;
+  readonly keyPem: string;
+  readonly certPath: string;
+}
+
+export function caPaths(home: Home): { cert: string; key: string } {
+  return { cert: home.path("ca", "ca-cert.pem"), key: home.path("ca", "ca-key.pem") };
+}
+
+/**
+ * Creates the local CA that later signs leaf certificates for metered LLM hosts. It is a
+ * P-256 CA limited to path length 0 (it can sign leaves, not other CAs).
+ */
+export async function createLocalCa(home: Home, now: Date): Promise<LocalCa> {
+  const x509 = await loadX509();
+  const keys = await webcrypto.subtle.generateKey(SIGNING, true, ["sign", "verify"]);
+  const notAfter = new Date(now.getTime() + CA_VALID_DAYS * 86_400_000);
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: `01${randomBytes(15).toString("hex")}`,
+    name: `CN=Vallignus local CA (${hostname().replace(/[,=+<>#;"\\]/g, "_")}), O=Vallignus`,
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter,
+    signingAlgorithm: SIGNING,
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const keyPem = KeyObject.from(keys.privateKey)
+    .export({ type: "pkcs8", format: "pem" })
+    .toString();
+  const certPem = cert.toString("pem");
+  const paths = caPaths(home);
+  writeFileAtomic(paths.key, keyPem, SECRET_FILE_MODE);
+  writeFileAtomic(paths.cert, `${certPem}\n`, PUBLIC_FILE_MODE);
+  return { certPem, keyPem, certPath: paths.cert };
+}
+
+export function hasLocalCa(home: Home): boolean {
+  const paths = caPaths(home);
+  return readTextIfExists(paths.cert) !== undefined && readTextIfExists(paths.key) !== undefined;
+}
+
+/** Loads the CA, refusing a key file that others can read. */
+export function loadLocalCa(home: Home): LocalCa {
+  const paths = caPaths(home);
+  const certPem = readTextIfExists(paths.cert);
+  const keyPem = readTextIfExists(paths.key);
+  if (certPem === undefined || keyPem === undefined) {
+    throw new VallignusError(
+      "ERR_CA_MISSING",
+      `the local CA is missing in ${home.dir("ca")}; run \`vallignus auth init\``,
+    );
+  }
+  assertNotReadableByOthers(paths.key, "CA key file");
+  try {
+    new X509Certificate(certPem);
+  } catch {
+    throw new VallignusError("ERR_HOME_CORRUPT", `${paths.cert} is not a valid certificate`);
+  }
+  return { certPem, keyPem, certPath: paths.cert };
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+import { Home, resolveHomeDir } from "../authority/index.js";
+import { EXIT, usageError, VallignusError } from "../errors.js";
+import { authUsage, runAuthCommand } from "./auth-commands.js";
+import { createPrinter } from "./output.js";
+
+const USAGE = `usage: vallignus <command> [options]
+
+Local authority:
+${authUsage()}
+
+Every listing and inspect command takes --json. State lives in $VALLIGNUS_HOME (default ~/.vallignus).
+Exit status: 0 ok, 1 failure, 2 usage, 3 token refused, 4 stopped by policy.`;
+
+async function main(argv: readonly string[]): Promise<number> {
+  const out = createPrinter();
+  const [group, ...rest] = argv;
+  if (group === undefined || group === "--help" || group === "-h" || group === "help") {
+    out.line(USAGE);
+    return group === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (group === "--version") {
+    out.line("0.1.0");
+    return EXIT.ok;
+  }
+  const ctx = { home: new Home(resolveHomeDir()), now: () => new Date(), out };
+  switch (group) {
+    case "auth":
+      return runAuthCommand(ctx, rest);
+    default:
+      throw usageError(
+        "ERR_CLI_UNKNOWN_COMMAND",
+        `unknown command ${JSON.stringify(group)} (see vallignus --help)`,
+      );
+  }
+}
+
+function report(err: unknown): number {
+  if (err instanceof VallignusError) {
+    process.stderr.write(`vallignus: ${err.message} [${err.code}]\n`);
+    return err.exitStatus;
+  }
+  const detail = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`vallignus: internal error: ${detail} [ERR_INTERNAL]\n`);
+  return EXIT.failure;
+}
+
+main(process.argv.slice(2)).then(
+  (status) => {
+    process.exitCode = status;
+  },
+  (err: unknown) => {
+    process.exitCode = report(err);
+  },
+);
