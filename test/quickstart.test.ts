@@ -11,7 +11,7 @@ const README = resolve(import.meta.dirname, "../README.md");
 /** The README's quickstart, steps 1-4, run as written by bash with `vallignus` on PATH. */
 test("the README quickstart works as written", (t) => {
   const readme = readFileSync(README, "utf8");
-  const block = /<!-- quickstart:begin -->\n```sh\n([\s\S]*?)```\n<!-- quickstart:end -->/.exec(
+  const block = /<!-- quickstart:begin -->\s*```sh\n([\s\S]*?)```\s*<!-- quickstart:end -->/.exec(
     readme,
   )?.[1];
   assert.ok(block !== undefined, "README has a quickstart block");
