@@ -9,9 +9,15 @@ import {
   type TokenInspection,
 } from "../tokens/index.js";
 import { findAgent, getAgent } from "./agents.js";
-import { hasLocalCa, createLocalCa } from "./local-ca.js";
+import { hasLocalCa, createLocalCa, loadLocalCa } from "./local-ca.js";
 import { type Home } from "./home.js";
-import { activeSigningKey, findSigningKey, rotateSigningKey } from "./keys.js";
+import {
+  activeKid,
+  activeSigningKey,
+  findSigningKey,
+  listSigningKeys,
+  rotateSigningKey,
+} from "./keys.js";
 import { findPolicyVersion, getPolicyVersion } from "./policies.js";
 import { findRevocation } from "./revocations.js";
 
@@ -57,6 +63,12 @@ export async function initHome(home: Home, now: Date, force: boolean): Promise<I
   const created: string[] = [];
   const wasInitialized = home.isInitialized();
   home.ensureLayout();
+  if (wasInitialized) {
+    // Refuse (before changing anything) a home whose secrets others can read.
+    activeKid(home);
+    listSigningKeys(home);
+    if (hasLocalCa(home)) loadLocalCa(home);
+  }
   if (!wasInitialized || force) {
     const { kid } = rotateSigningKey(home, now, force);
     created.push(`signing key ${kid}`);

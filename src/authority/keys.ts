@@ -108,7 +108,10 @@ export function findSigningKey(home: Home, kid: string): SigningKey | undefined 
 }
 
 export function activeKid(home: Home): string {
-  const text = readTextIfExists(home.path("keys", "active"))?.trim();
+  const path = home.path("keys", "active");
+  const raw = readTextIfExists(path);
+  if (raw !== undefined) assertNotReadableByOthers(path, "key file");
+  const text = raw?.trim();
   if (text === undefined || !isValidId(text)) {
     throw new VallignusError(
       "ERR_HOME_CORRUPT",
@@ -157,12 +160,14 @@ export function rotateSigningKey(
 ): { kid: string; previous: string | undefined; revoked: string[] } {
   return withFileLock(home.path("keys", ".lock"), () => {
     const previous = readTextIfExists(home.path("keys", "active"))?.trim();
+    // Read (and so check) every old key before writing anything: a failure leaves no half-rotation.
+    const older = listSigningKeys(home);
     const kid = writeNewKey(home, now);
     writeFileAtomic(home.path("keys", "active"), `${kid}\n`, SECRET_FILE_MODE);
     const revoked: string[] = [];
     if (revokePrevious) {
-      for (const key of listSigningKeys(home)) {
-        if (key.kid !== kid && key.revoked_at === null) {
+      for (const key of older) {
+        if (key.revoked_at === null) {
           markRevoked(home, key.kid, now);
           revoked.push(key.kid);
         }

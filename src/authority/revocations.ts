@@ -34,7 +34,11 @@ export function revokeJti(
   now: Date,
 ): { revocation: Revocation; already: boolean } {
   if (!isValidId(jti)) {
-    throw new VallignusError("ERR_ID_INVALID", `invalid jti ${JSON.stringify(jti)}`, 2);
+    throw new VallignusError(
+      "ERR_ID_INVALID",
+      "invalid jti: a jti is 32 hex characters (the value is not shown: it may be a token)",
+      2,
+    );
   }
   const revocation: Revocation = { jti, revoked_at: now.toISOString(), reason };
   const path = home.path("revoked", `${jti}.json`);

@@ -48,7 +48,8 @@ export function parseCommandArgs(
   if (parsed.positionals.length > maxPositionals) {
     throw usageError(
       "ERR_CLI_USAGE",
-      `${command}: unexpected argument ${JSON.stringify(parsed.positionals[maxPositionals])}`,
+      // The value is not quoted: it may be a token.
+      `${command}: unexpected extra argument (position ${maxPositionals + 1})`,
     );
   }
   return parsed;

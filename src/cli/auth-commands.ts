@@ -70,7 +70,7 @@ function readTokenArgument(command: string, parsed: ParsedArgs): string {
     );
   const token = arg === "-" ? readFileSync(0, "utf8").trim() : arg.trim();
   if (token.length > MAX_TOKEN_LENGTH)
-    throw usageError("ERR_TOKEN_MALFORMED", `${command}: the token is too long`);
+    throw new VallignusError("ERR_TOKEN_MALFORMED", `${command}: the token is too long`, 3);
   return token;
 }
 

@@ -1,13 +1,27 @@
 #!/usr/bin/env node
 import { Home, resolveHomeDir } from "../authority/index.js";
 import { EXIT, usageError, VallignusError } from "../errors.js";
+import {
+  auditUsage,
+  runAuditCommand,
+  runReplayCommand,
+  runSessionsCommand,
+} from "./audit-commands.js";
 import { authUsage, runAuthCommand } from "./auth-commands.js";
 import { createPrinter } from "./output.js";
+import { runRunCommand } from "./run-command.js";
 
 const USAGE = `usage: vallignus <command> [options]
 
 Local authority:
 ${authUsage()}
+
+Firewall:
+  vallignus run [--token T] [--max-runtime D] [--max-requests N] [--max-output-lines N]
+                [--port P] [--no-session] [--resolve HOST:PORT:ADDR] [--upstream-ca FILE] -- CMD [ARGS…]
+
+Audit and sessions:
+${auditUsage()}
 
 Every listing and inspect command takes --json. State lives in $VALLIGNUS_HOME (default ~/.vallignus).
 Exit status: 0 ok, 1 failure, 2 usage, 3 token refused, 4 stopped by policy.`;
@@ -27,6 +41,14 @@ async function main(argv: readonly string[]): Promise<number> {
   switch (group) {
     case "auth":
       return runAuthCommand(ctx, rest);
+    case "run":
+      return runRunCommand(ctx, rest);
+    case "audit":
+      return runAuditCommand(ctx, rest);
+    case "sessions":
+      return runSessionsCommand(ctx, rest);
+    case "replay":
+      return runReplayCommand(ctx, rest);
     default:
       throw usageError(
         "ERR_CLI_UNKNOWN_COMMAND",

@@ -1,0 +1,146 @@
+import { canonicalJson, sha256Hex } from "../authority/canonical-json.js";
+import type { DenyReason } from "../policy/index.js";
+
+/** `prev_hash` of the first record: there is nothing before it to link to. */
+export const GENESIS_HASH = "0".repeat(64);
+
+/** Who ran: every record, decision or event, carries the whole identity. */
+export type RunIdentityFields = {
+  readonly session_id: string;
+  readonly agent_id: string;
+  readonly owner: string;
+  readonly policy_id: string;
+  readonly policy_version: number;
+  readonly jti: string;
+};
+
+/**
+ * What a metered LLM call adds. Amounts are exact decimal USD strings ("0.000125"), as policies
+ * write them, because floats would make the log disagree with the ledger.
+ */
+export type MeteredFields = {
+  readonly provider?: string;
+  readonly model?: string;
+  readonly input_tokens?: number;
+  readonly output_tokens?: number;
+  readonly cost_usd?: string;
+  readonly spent_usd?: string;
+  readonly budget_usd?: string;
+};
+
+/**
+ * One request's decision. `scheme`, `host`, `port` and `path` are null only when the request
+ * could not be parsed at all (denied `malformed_request`). `path` must already be redacted.
+ */
+export type DecisionFields = RunIdentityFields &
+  MeteredFields & {
+    readonly method: string;
+    readonly scheme: "http" | "https" | null;
+    readonly host: string | null;
+    readonly port: number | null;
+    readonly path: string | null;
+    readonly status: number;
+    readonly bytes_in: number;
+    readonly bytes_out: number;
+    readonly duration_ms: number;
+    /** A short, secret-free note on an upstream failure. */
+    readonly error?: string;
+  } & (
+    { readonly decision: "allow" } | { readonly decision: "deny"; readonly deny_reason: DenyReason }
+  );
+
+export const LIFECYCLE_EVENTS = [
+  "run_start",
+  "run_end",
+  "token_revoked_live",
+  "agent_disabled_live",
+  "token_expired_live",
+  "limit_reached",
+  "budget_exhausted",
+] as const;
+
+export type LifecycleEventName = (typeof LIFECYCLE_EVENTS)[number];
+
+/** A run's lifecycle event; events may carry extra secret-free detail (proxy port, counts). */
+export type LifecycleFields = RunIdentityFields & { readonly [extra: string]: unknown } & (
+    | { readonly event: Exclude<LifecycleEventName, "run_end"> }
+    | { readonly event: "run_end"; readonly exit_status: number; readonly reason: string }
+  );
+
+/** What `AuditLog.append` takes: the log adds `seq`, `prev_hash`, `hash` and, unless given, `ts`. */
+export type AuditAppendInput = (DecisionFields | LifecycleFields) & { readonly ts?: string };
+
+/** What the log adds to every line. */
+export type ChainFields = {
+  readonly ts: string;
+  readonly seq: number;
+  readonly prev_hash: string;
+  readonly hash: string;
+};
+
+export type DecisionRecord = DecisionFields & ChainFields;
+export type LifecycleRecord = LifecycleFields & ChainFields;
+export type AuditRecord = DecisionRecord | LifecycleRecord;
+
+export function isDecisionRecord(record: AuditRecord): record is DecisionRecord {
+  return "decision" in record && !("event" in record);
+}
+
+/** The chain hash: sha256 over the canonical JSON of every field but `hash`, so key order is free. */
+export function auditRecordHash(record: Readonly<Record<string, unknown>>): string {
+  const { hash: _ignored, ...rest } = record;
+  return sha256Hex(canonicalJson(rest));
+}
+
+const HASH_PATTERN = /^[0-9a-f]{64}$/;
+
+export function isHashHex(value: unknown): value is string {
+  return typeof value === "string" && HASH_PATTERN.test(value);
+}
+
+const isString = (v: unknown): v is string => typeof v === "string";
+const isNumber = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
+const isNullOr =
+  <T>(check: (v: unknown) => v is T) =>
+  (v: unknown): v is T | null =>
+    v === null || check(v);
+
+/**
+ * Checks the shape of a parsed line, so readers can trust the types. It does not check the
+ * chain (that is `verifyAuditLog`'s job); a line of the wrong shape is undefined.
+ */
+export function toAuditRecord(value: unknown): AuditRecord | undefined {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  const r = value as Record<string, unknown>;
+  const common =
+    isString(r["ts"]) &&
+    Number.isSafeInteger(r["seq"]) &&
+    isString(r["prev_hash"]) &&
+    isString(r["hash"]) &&
+    isString(r["session_id"]) &&
+    isString(r["agent_id"]) &&
+    isString(r["owner"]) &&
+    isString(r["policy_id"]) &&
+    isNumber(r["policy_version"]) &&
+    isString(r["jti"]);
+  if (!common) return undefined;
+  if ("event" in r) {
+    const event = r["event"];
+    if (!LIFECYCLE_EVENTS.some((e) => e === event)) return undefined;
+    if (event === "run_end" && !(isNumber(r["exit_status"]) && isString(r["reason"])))
+      return undefined;
+    return r as LifecycleRecord;
+  }
+  const decision =
+    (r["decision"] === "allow" || (r["decision"] === "deny" && isString(r["deny_reason"]))) &&
+    isString(r["method"]) &&
+    isNullOr(isString)(r["scheme"]) &&
+    isNullOr(isString)(r["host"]) &&
+    isNullOr(isNumber)(r["port"]) &&
+    isNullOr(isString)(r["path"]) &&
+    isNumber(r["status"]) &&
+    isNumber(r["bytes_in"]) &&
+    isNumber(r["bytes_out"]) &&
+    isNumber(r["duration_ms"]);
+  return decision ? (r as DecisionRecord) : undefined;
+}

@@ -1,0 +1,494 @@
+import {
+  Agent,
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
+import { connect as netConnect, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
+
+import type { DenyReason } from "../policy/index.js";
+import { parseAuthority, type HostKind } from "./address.js";
+import { DENY_HEADERS, denyResponseHead } from "./deny-response.js";
+
+/** What the proxy read from one request, before anything goes upstream. */
+export interface RequestFacts {
+  readonly kind: "http" | "connect" | "upgrade";
+  readonly method: string;
+  readonly scheme: "http" | "https";
+  readonly host: HostKind;
+  readonly port: number;
+  /** Raw path and query; redaction is the audit log's job. "" for CONNECT. */
+  readonly path: string;
+}
+
+export type Judgement =
+  | { readonly allow: true; readonly address: string }
+  | { readonly allow: false; readonly reason: DenyReason };
+
+/** A finished request, allowed or denied, for the audit log. */
+export interface Outcome {
+  readonly facts: RequestFacts | undefined;
+  /** The raw target text when the request could not be parsed. */
+  readonly rawTarget: string;
+  readonly method: string;
+  readonly judgement: Judgement;
+  readonly status: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly durationMs: number;
+  readonly error?: string;
+}
+
+/**
+ * The proxy decides nothing itself: it reads requests, asks the gatekeeper, and carries out
+ * the answer. The gatekeeper owns policy, resolution, limits and the audit log.
+ */
+export interface Gatekeeper {
+  judge(facts: RequestFacts): Promise<Judgement>;
+  denyBody(reason: DenyReason): string;
+  record(outcome: Outcome): void;
+}
+
+export interface ProxyServer {
+  readonly port: number;
+  readonly server: Server;
+  /** Closes the listener and every open connection and tunnel. */
+  close(): Promise<void>;
+  /** Destroys open tunnels and upstream sockets (a run that was stopped). */
+  dropConnections(): void;
+}
+
+/** A request body larger than this is refused as malformed: agents don't upload gigabytes. */
+const MAX_BODY_BYTES = 1024 ** 3;
+
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authorization",
+  "proxy-authenticate",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+/** Copies raw headers, dropping hop-by-hop ones and any named by Connection. */
+function forwardHeaders(raw: readonly string[], keepUpgrade: boolean): string[] {
+  const named = new Set<string>();
+  for (let i = 0; i < raw.length; i += 2) {
+    if ((raw[i] ?? "").toLowerCase() === "connection") {
+      for (const token of (raw[i + 1] ?? "").split(",")) named.add(token.trim().toLowerCase());
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] ?? "";
+    const lower = name.toLowerCase();
+    if (keepUpgrade && (lower === "upgrade" || lower === "connection")) {
+      out.push(name, raw[i + 1] ?? "");
+      continue;
+    }
+    if (HOP_BY_HOP.has(lower) || named.has(lower)) continue;
+    out.push(name, raw[i + 1] ?? "");
+  }
+  return out;
+}
+
+function headerValues(raw: readonly string[], name: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    if ((raw[i] ?? "").toLowerCase() === name) values.push(raw[i + 1] ?? "");
+  }
+  return values;
+}
+
+function hostText(host: HostKind): string {
+  if (host.kind === "ip") return host.family === 6 ? `[${host.address}]` : host.address;
+  return host.kind === "name" ? host.name : "";
+}
+
+type Parsed = { ok: true; facts: RequestFacts } | { ok: false; why: string };
+
+/** Reads an absolute-form `http://` request target; the Host header must agree with it. */
+function parseHttpRequest(req: IncomingMessage, kind: "http" | "upgrade"): Parsed {
+  const url = req.url ?? "";
+  const method = req.method ?? "";
+  const match = /^http:\/\/([^/?#]*)([^#]*)/i.exec(url);
+  if (match === null) return { ok: false, why: "not an absolute http:// URL" };
+  const authority = parseAuthority(match[1] ?? "", 80);
+  if ("invalid" in authority) return { ok: false, why: authority.invalid };
+  if (authority.host.kind === "invalid") return { ok: false, why: authority.host.why };
+  const path = match[2] === "" || match[2] === undefined ? "/" : match[2];
+  if (!path.startsWith("/") && !path.startsWith("?")) return { ok: false, why: "bad path" };
+  const hosts = headerValues(req.rawHeaders, "host");
+  if (hosts.length > 1) return { ok: false, why: "more than one Host header" };
+  if (hosts.length === 1) {
+    const declared = parseAuthority(hosts[0] ?? "", 80);
+    if (
+      "invalid" in declared ||
+      declared.port !== authority.port ||
+      hostText(declared.host) !== hostText(authority.host) ||
+      hostText(declared.host) === ""
+    ) {
+      return { ok: false, why: "Host header disagrees with the request target" };
+    }
+  }
+  const length = headerValues(req.rawHeaders, "content-length");
+  if (length.length > 1) return { ok: false, why: "more than one Content-Length" };
+  if (length.length === 1 && Number(length[0]) > MAX_BODY_BYTES)
+    return { ok: false, why: "body too large" };
+  return {
+    ok: true,
+    facts: {
+      kind,
+      method,
+      scheme: "http",
+      host: authority.host,
+      port: authority.port,
+      path: path.startsWith("?") ? `/${path}` : path,
+    },
+  };
+}
+
+function parseConnect(req: IncomingMessage): Parsed {
+  const authority = parseAuthority(req.url ?? "", undefined);
+  if ("invalid" in authority) return { ok: false, why: authority.invalid };
+  if (authority.host.kind === "invalid") return { ok: false, why: authority.host.why };
+  return {
+    ok: true,
+    facts: {
+      kind: "connect",
+      method: "CONNECT",
+      scheme: "https",
+      host: authority.host,
+      port: authority.port,
+      path: "",
+    },
+  };
+}
+
+export interface ProxyOptions {
+  readonly host?: string;
+  readonly port?: number | undefined;
+  readonly gatekeeper: Gatekeeper;
+}
+
+interface InFlight {
+  bytesIn: number;
+  bytesOut: number;
+  /** Set once the gatekeeper has answered. */
+  judgement: Judgement | undefined;
+  finish(judgement: Judgement, status: number, error?: string): void;
+}
+
+export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
+  const { gatekeeper } = options;
+  const upstreamAgent = new Agent({
+    keepAlive: true,
+    maxSockets: 256,
+    maxFreeSockets: 64,
+    timeout: 60_000,
+  });
+  const open = new Set<Duplex>();
+  const inFlight = new Set<InFlight>();
+  let closing = false;
+  const track = (socket: Duplex) => {
+    open.add(socket);
+    socket.once("close", () => open.delete(socket));
+  };
+
+  /** Every request gets exactly one audit record, however it ends. */
+  function begin(rawTarget: string, method: string, facts: RequestFacts | undefined): InFlight {
+    const started = performance.now();
+    let done = false;
+    const entry: InFlight = {
+      bytesIn: 0,
+      bytesOut: 0,
+      judgement: undefined,
+      finish: (judgement, status, error) => {
+        if (done) return;
+        done = true;
+        inFlight.delete(entry);
+        gatekeeper.record({
+          facts,
+          rawTarget,
+          method,
+          judgement,
+          status,
+          bytesIn: entry.bytesIn,
+          bytesOut: entry.bytesOut,
+          durationMs: Math.round(performance.now() - started),
+          ...(error === undefined ? {} : { error }),
+        });
+      },
+    };
+    inFlight.add(entry);
+    return entry;
+  }
+
+  /** Asks the gatekeeper; a failure to judge is a denial (fail closed). */
+  async function judge(
+    entry: InFlight,
+    facts: RequestFacts,
+  ): Promise<{ judgement: Judgement; error?: string }> {
+    let result: { judgement: Judgement; error?: string };
+    try {
+      result = { judgement: await gatekeeper.judge(facts) };
+    } catch (err) {
+      result = {
+        judgement: { allow: false, reason: "malformed_request" },
+        error: `cannot judge: ${err instanceof Error ? err.message : String(err)}`,
+      };
+    }
+    if (closing && result.judgement.allow) {
+      result = { judgement: { allow: false, reason: "malformed_request" }, error: "proxy closing" };
+    }
+    entry.judgement = result.judgement;
+    return result;
+  }
+
+  const server = createServer({
+    maxHeaderSize: 16 * 1024,
+    requireHostHeader: false,
+    keepAliveTimeout: 30_000,
+  });
+  server.on("connection", (socket: Socket) => {
+    track(socket);
+    socket.setNoDelay(true);
+  });
+
+  const sendDeny = (res: ServerResponse, reason: DenyReason) => {
+    const body = gatekeeper.denyBody(reason);
+    res.writeHead(403, { ...DENY_HEADERS, "content-length": Buffer.byteLength(body) });
+    res.end(body);
+  };
+
+  const denyOnSocket = (socket: Duplex, reason: DenyReason) => {
+    const body = gatekeeper.denyBody(reason);
+    if (socket.writable) socket.end(denyResponseHead(body) + body);
+    else socket.destroy();
+  };
+
+  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    void handleHttp(req, res);
+  });
+
+  async function handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const parsed = parseHttpRequest(req, "http");
+    const entry = begin(req.url ?? "", req.method ?? "", parsed.ok ? parsed.facts : undefined);
+    if (!parsed.ok) {
+      sendDeny(res, "malformed_request");
+      req.resume();
+      entry.finish({ allow: false, reason: "malformed_request" }, 403, parsed.why);
+      return;
+    }
+    const { judgement, error } = await judge(entry, parsed.facts);
+    if (!judgement.allow) {
+      sendDeny(res, judgement.reason);
+      req.resume();
+      entry.finish(judgement, 403, error);
+      return;
+    }
+    const { facts } = parsed;
+    const upstream = httpRequest({
+      host: judgement.address,
+      port: facts.port,
+      method: facts.method,
+      path: facts.path,
+      headers: forwardHeaders(req.rawHeaders, false),
+      setHost: false,
+      agent: upstreamAgent,
+    });
+    // An HTTP/1.0 client may send no Host; the origin still needs one.
+    if (headerValues(req.rawHeaders, "host").length === 0) {
+      upstream.setHeader(
+        "host",
+        facts.port === 80 ? hostText(facts.host) : `${hostText(facts.host)}:${facts.port}`,
+      );
+    }
+    req.on("data", (chunk: Buffer) => (entry.bytesOut += chunk.length));
+    req.pipe(upstream);
+    upstream.on("response", (up: IncomingMessage) => {
+      res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardHeaders(up.rawHeaders, false));
+      up.on("data", (chunk: Buffer) => (entry.bytesIn += chunk.length));
+      up.pipe(res);
+      up.on("end", () => entry.finish(judgement, up.statusCode ?? 502));
+      up.on("error", () => res.destroy());
+    });
+    upstream.on("error", (err) => {
+      if (!res.headersSent) {
+        res.writeHead(502, { "content-type": "text/plain", "x-vallignus-decision": "allow" });
+        res.end(
+          `vallignus: upstream ${hostText(facts.host)}:${facts.port} failed: ${err.message}\n`,
+        );
+      } else {
+        res.destroy();
+      }
+      entry.finish(judgement, 502, err.message);
+    });
+    res.on("close", () => {
+      if (!res.writableFinished) {
+        upstream.destroy();
+        entry.finish(judgement, res.statusCode, "client closed before the end");
+      }
+    });
+  }
+
+  server.on("connect", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    void handleConnect(req, socket, head);
+  });
+
+  async function handleConnect(req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
+    track(client);
+    client.on("error", () => client.destroy());
+    const parsed = parseConnect(req);
+    const entry = begin(req.url ?? "", "CONNECT", parsed.ok ? parsed.facts : undefined);
+    entry.bytesOut = head.length;
+    if (!parsed.ok) {
+      denyOnSocket(client, "malformed_request");
+      entry.finish({ allow: false, reason: "malformed_request" }, 403, parsed.why);
+      return;
+    }
+    const { judgement, error } = await judge(entry, parsed.facts);
+    if (!judgement.allow) {
+      denyOnSocket(client, judgement.reason);
+      entry.finish(judgement, 403, error);
+      return;
+    }
+    const upstream = netConnect({ host: judgement.address, port: parsed.facts.port });
+    track(upstream);
+    upstream.setNoDelay(true);
+    let established = false;
+    upstream.once("connect", () => {
+      established = true;
+      client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+      if (head.length > 0) upstream.write(head);
+      upstream.on("data", (chunk: Buffer) => (entry.bytesIn += chunk.length));
+      client.on("data", (chunk: Buffer) => (entry.bytesOut += chunk.length));
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    upstream.on("error", (err) => {
+      if (!established && client.writable) {
+        client.end("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        entry.finish(judgement, 502, err.message);
+      }
+      client.destroy();
+    });
+    const done = () => {
+      upstream.destroy();
+      client.destroy();
+      entry.finish(judgement, established ? 200 : 502);
+    };
+    upstream.once("close", done);
+    client.once("close", done);
+  }
+
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    void handleUpgrade(req, socket, head);
+  });
+
+  async function handleUpgrade(req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
+    track(client);
+    client.on("error", () => client.destroy());
+    const parsed = parseHttpRequest(req, "upgrade");
+    const entry = begin(req.url ?? "", req.method ?? "", parsed.ok ? parsed.facts : undefined);
+    const upgradeTo = (req.headers.upgrade ?? "").toLowerCase();
+    // Only WebSocket may be upgraded through us; h2c would hide requests from the policy.
+    if (!parsed.ok || upgradeTo !== "websocket") {
+      denyOnSocket(client, "malformed_request");
+      entry.finish(
+        { allow: false, reason: "malformed_request" },
+        403,
+        parsed.ok ? `upgrade to ${upgradeTo}` : parsed.why,
+      );
+      return;
+    }
+    const { judgement, error } = await judge(entry, parsed.facts);
+    if (!judgement.allow) {
+      denyOnSocket(client, judgement.reason);
+      entry.finish(judgement, 403, error);
+      return;
+    }
+    const { facts } = parsed;
+    const upstream = netConnect({ host: judgement.address, port: facts.port });
+    track(upstream);
+    const headers = forwardHeaders(req.rawHeaders, true);
+    let headText = `${facts.method} ${facts.path} HTTP/1.1\r\n`;
+    for (let i = 0; i < headers.length; i += 2)
+      headText += `${headers[i] ?? ""}: ${headers[i + 1] ?? ""}\r\n`;
+    upstream.once("connect", () => {
+      upstream.write(`${headText}\r\n`);
+      if (head.length > 0) upstream.write(head);
+      upstream.on("data", (chunk: Buffer) => (entry.bytesIn += chunk.length));
+      client.on("data", (chunk: Buffer) => (entry.bytesOut += chunk.length));
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    upstream.on("error", (err) => {
+      entry.finish(judgement, 502, err.message);
+      client.destroy();
+    });
+    const done = () => {
+      upstream.destroy();
+      client.destroy();
+      entry.finish(judgement, 101);
+    };
+    upstream.once("close", done);
+    client.once("close", done);
+  }
+
+  // Requests Node's parser refuses (CL+TE, obs-fold, bad chunking, huge headers) still get the
+  // contract's 403 and an audit line.
+  server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === "ECONNRESET" || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    denyOnSocket(socket, "malformed_request");
+    begin("", "", undefined).finish(
+      { allow: false, reason: "malformed_request" },
+      403,
+      err.code ?? err.message,
+    );
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address !== null ? address.port : 0;
+
+  const dropConnections = () => {
+    for (const socket of open) socket.destroy();
+    upstreamAgent.destroy();
+  };
+  return {
+    port,
+    server,
+    dropConnections,
+    close: async () => {
+      closing = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      dropConnections();
+      await closed;
+      // Sockets report their end from close events; give them a moment, then record the rest.
+      for (let i = 0; i < 20 && inFlight.size > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      for (const entry of [...inFlight]) {
+        entry.finish(
+          entry.judgement ?? { allow: false, reason: "malformed_request" },
+          0,
+          "closed when the run ended",
+        );
+      }
+    },
+  };
+}

@@ -1,0 +1,264 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { rootCertificates } from "node:tls";
+import { constants as osConstants } from "node:os";
+
+import {
+  findRevocation,
+  getAgent,
+  getPolicyVersion,
+  type Home,
+  loadLocalCa,
+  requireValidToken,
+} from "../authority/index.js";
+import { AuditLog, newSessionId, summarizeCommand, writeSessionRecord } from "../audit/index.js";
+import { VallignusError } from "../errors.js";
+import { compilePolicy, type DenyReason } from "../policy/index.js";
+import { createGatekeeper, startProxy, type ResolveOverride } from "../proxy/index.js";
+import { buildChildEnv } from "./child-env.js";
+
+export interface RunOptions {
+  readonly token: string;
+  readonly command: readonly string[];
+  readonly port: number | undefined;
+  readonly maxRuntimeSeconds: number | undefined;
+  readonly maxRequests: number | undefined;
+  readonly maxOutputLines: number | undefined;
+  readonly noSession: boolean;
+  readonly resolve: readonly ResolveOverride[];
+  readonly upstreamCa: string | undefined;
+}
+
+/** How long the process group has between SIGTERM and SIGKILL when policy ends a run. */
+const STOP_GRACE_MS = 2000;
+/** The fallback poll for revocation and disabling (file watching is the fast path). */
+const LIVE_POLL_MS = 250;
+
+const STOP_TEXT: Record<string, string> = {
+  token_revoked: "the token was revoked",
+  token_expired: "the token expired",
+  agent_disabled: "the agent was disabled",
+  max_runtime: "the run's --max-runtime passed",
+  request_limit_exceeded: "the request limit was reached",
+  max_output_lines: "the run's --max-output-lines was reached",
+};
+
+type StopReason =
+  | "token_revoked"
+  | "token_expired"
+  | "agent_disabled"
+  | "max_runtime"
+  | "request_limit_exceeded"
+  | "max_output_lines";
+
+/** What a stopped run's requests are denied with. */
+function denyReasonFor(stop: StopReason): DenyReason {
+  return stop === "max_runtime" || stop === "max_output_lines" ? "request_limit_exceeded" : stop;
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  return osConstants.signals[signal];
+}
+
+/**
+ * `vallignus run`: verifies the token exactly as `auth verify-token` does, starts the proxy,
+ * runs the command in its own process group, enforces live authority and limits, and returns
+ * the exit status (the child's, 128+signal, or 4 when policy stopped the run).
+ */
+export async function runSupervised(
+  home: Home,
+  options: RunOptions,
+  now: () => Date,
+): Promise<number> {
+  const claims = await requireValidToken(home, options.token, now());
+  const policyVersion = getPolicyVersion(home, claims.policy_id, claims.policy_version);
+  const policy = compilePolicy(policyVersion);
+  const ca = loadLocalCa(home);
+  const [program, ...args] = options.command;
+  if (program === undefined)
+    throw new VallignusError("ERR_RUN_NO_COMMAND", "run: give a command after --", 2);
+
+  const sessionId = newSessionId(now());
+  const identity = {
+    session_id: sessionId,
+    agent_id: claims.agent_id,
+    owner: claims.owner,
+    policy_id: claims.policy_id,
+    policy_version: claims.policy_version,
+    jti: claims.jti,
+  };
+  const audit = AuditLog.open(home, now);
+  const runDir = mkdtempSync(join(tmpdir(), "vallignus-run-"));
+  const caBundle = join(runDir, "ca-bundle.pem");
+  writeFileSync(caBundle, `${[...rootCertificates, ca.certPem.trim()].join("\n")}\n`, {
+    mode: 0o644,
+  });
+
+  let stop: StopReason | undefined;
+  const tree: { child?: ChildProcess } = {};
+  const timers: NodeJS.Timeout[] = [];
+  const watchers: FSWatcher[] = [];
+  const startedAt = now();
+
+  const runLimitRequests = options.maxRequests;
+  const gatekeeper = createGatekeeper({
+    identity,
+    policy,
+    overrides: options.resolve,
+    maxRequests: runLimitRequests,
+    audit,
+    stopReason: () => (stop === undefined ? undefined : denyReasonFor(stop)),
+    onRequestLimit: () => stopRun("request_limit_exceeded"),
+    proxyPort: () => proxy.port,
+  });
+  const proxy = await startProxy({ port: options.port, gatekeeper });
+  const proxyUrl = `http://127.0.0.1:${proxy.port}`;
+
+  const session = {
+    session_id: sessionId,
+    started_at: startedAt.toISOString(),
+    agent_id: claims.agent_id,
+    owner: claims.owner,
+    policy_id: claims.policy_id,
+    policy_version: claims.policy_version,
+    jti: claims.jti,
+    ...summarizeCommand(options.command),
+    isolated: false,
+  };
+  if (!options.noSession) {
+    writeSessionRecord(home, { ...session, ended_at: null, exit_status: null, end_reason: null });
+  }
+  audit.append({
+    event: "run_start",
+    ...identity,
+    proxy_port: proxy.port,
+    isolated: false,
+    isolation_method: null,
+  });
+
+  function killGroup(signal: NodeJS.Signals): void {
+    const pid = tree.child?.pid;
+    if (pid === undefined) return;
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // The group is already gone.
+    }
+  }
+
+  function stopRun(reason: StopReason): void {
+    if (stop !== undefined) return;
+    stop = reason;
+    process.stderr.write(
+      `vallignus: run stopped: ${STOP_TEXT[reason] ?? reason} [ERR_RUN_STOPPED_${reason.toUpperCase()}]\n`,
+    );
+    const event =
+      reason === "token_revoked"
+        ? "token_revoked_live"
+        : reason === "agent_disabled"
+          ? "agent_disabled_live"
+          : reason === "token_expired"
+            ? "token_expired_live"
+            : "limit_reached";
+    audit.append({ event, ...identity, reason });
+    proxy.dropConnections();
+    killGroup("SIGTERM");
+    const kill = setTimeout(() => killGroup("SIGKILL"), STOP_GRACE_MS);
+    kill.unref();
+  }
+
+  function checkAuthority(): void {
+    if (stop !== undefined) return;
+    try {
+      if (findRevocation(home, claims.jti) !== undefined) stopRun("token_revoked");
+      else if (getAgent(home, claims.agent_id).disabled) stopRun("agent_disabled");
+    } catch {
+      // State we cannot read is a state we cannot trust: stop (fail closed).
+      stopRun("token_revoked");
+    }
+  }
+
+  const msToExpiry = claims.exp * 1000 - now().getTime();
+  timers.push(setTimeout(() => stopRun("token_expired"), Math.max(0, msToExpiry)));
+  const runtimeLimits = [
+    options.maxRuntimeSeconds,
+    policyVersion.max_runtime_seconds ?? undefined,
+  ].filter((n): n is number => n !== undefined);
+  if (runtimeLimits.length > 0) {
+    timers.push(setTimeout(() => stopRun("max_runtime"), Math.min(...runtimeLimits) * 1000));
+  }
+  timers.push(setInterval(checkAuthority, LIVE_POLL_MS));
+  for (const dir of [home.dir("revoked"), home.dir("agents")]) {
+    try {
+      watchers.push(watch(dir, () => checkAuthority()));
+    } catch {
+      // The poll above still notices within LIVE_POLL_MS.
+    }
+  }
+
+  const env = buildChildEnv(process.env, proxyUrl, caBundle);
+  const outputLimit = options.maxOutputLines;
+  const countOutput = outputLimit !== undefined;
+  const spawned = spawn(program, args, {
+    stdio: ["inherit", countOutput ? "pipe" : "inherit", countOutput ? "pipe" : "inherit"],
+    env,
+    detached: true,
+  });
+  tree.child = spawned;
+  if (outputLimit !== undefined) {
+    let lines = 0;
+    const limit = outputLimit;
+    const count = (target: NodeJS.WriteStream) => (chunk: Buffer) => {
+      target.write(chunk);
+      for (const byte of chunk) if (byte === 10) lines++;
+      if (lines > limit) stopRun("max_output_lines");
+    };
+    spawned.stdout?.on("data", count(process.stdout));
+    spawned.stderr?.on("data", count(process.stderr));
+  }
+
+  const relay = (signal: NodeJS.Signals) => () => killGroup(signal);
+  const relays = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map((signal) => {
+    const handler = relay(signal);
+    process.on(signal, handler);
+    return [signal, handler] as const;
+  });
+
+  const status = await new Promise<number>((resolve) => {
+    spawned.once("error", (err) => {
+      process.stderr.write(`vallignus: cannot start ${program}: ${err.message} [ERR_RUN_SPAWN]\n`);
+      resolve(127);
+    });
+    spawned.once("exit", (code, signal) => {
+      resolve(signal !== null ? 128 + signalNumber(signal) : (code ?? 1));
+    });
+  });
+
+  // Nothing of the tree outlives the run.
+  killGroup("SIGKILL");
+  for (const [signal, handler] of relays) process.off(signal, handler);
+  for (const timer of timers) clearTimeout(timer);
+  for (const watcher of watchers) watcher.close();
+  await proxy.close();
+  const exitStatus = stop !== undefined ? 4 : status;
+  audit.append({
+    event: "run_end",
+    ...identity,
+    exit_status: exitStatus,
+    reason: stop ?? "exited",
+    requests_allowed: gatekeeper.allowedCount(),
+  });
+  audit.close();
+  if (!options.noSession) {
+    writeSessionRecord(home, {
+      ...session,
+      ended_at: now().toISOString(),
+      exit_status: exitStatus,
+      end_reason: stop ?? "exited",
+    });
+  }
+  rmSync(runDir, { recursive: true, force: true });
+  return exitStatus;
+}
