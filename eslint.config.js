@@ -25,11 +25,29 @@ export default tseslint.config(
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {
       ...tseslint.configs.disableTypeChecked.languageOptions,
-      globals: { process: "readonly", console: "readonly" },
+      globals: Object.fromEntries(
+        [
+          "process",
+          "console",
+          "Buffer",
+          "URL",
+          "URLSearchParams",
+          "setTimeout",
+          "clearTimeout",
+          "setInterval",
+          "clearInterval",
+          "setImmediate",
+          "performance",
+          "fetch",
+          "AbortController",
+          "TextEncoder",
+          "TextDecoder",
+        ].map((name) => [name, "readonly"]),
+      ),
     },
   },
   {
-    files: ["scripts/**", "bench/**", "**/*.test.ts", "test/**"],
+    files: ["scripts/**", "bench/**", "demo/**", "**/*.test.ts", "test/**"],
     // node:test's test() returns a promise the runner itself awaits.
     rules: { "no-console": "off", "@typescript-eslint/no-floating-promises": "off" },
   },

@@ -39,6 +39,12 @@ test("the README quickstart works as written", (t) => {
   assert.match(r.stdout, /^ok: jti [0-9a-f]{32}, agent support-bot, policy support v1/m);
   assert.match(r.stdout, /accepted: run would take this token/);
   assert.match(r.stdout, /^JTI=[0-9a-f]{32}$/m);
+  // Step 5: example.com is not in the policy, so curl prints the deny JSON.
+  assert.match(
+    r.stdout,
+    /\{"decision":"deny","agent_id":"support-bot","owner":"you@example.com","policy_id":"support","policy_version":1,"deny_reason":"domain_not_allowed"/,
+  );
+  assert.match(r.stdout, /deny +GET http:\/\/example\.com:80\/ -> 403 \(domain_not_allowed\)/);
   const agents = JSON.parse(home.ok("auth", "list-agents", "--json")) as {
     agent_id: string;
     owner: string;
