@@ -300,6 +300,82 @@ describe("the supervisor", () => {
     }
   });
 
+  test("disable-agent stops the run within 1.5 s with exit 4", async () => {
+    const local = makeTempHome();
+    try {
+      local.ok("auth", "init");
+      local.ok("auth", "create-agent", "--agent-id", "a2", "--owner", "o");
+      local.ok(
+        "auth",
+        "create-policy",
+        "--policy-id",
+        "p2",
+        "--max-spend-usd",
+        "1",
+        "--allowed-domains",
+        "allowed.test",
+      );
+      const own = local.ok("auth", "issue-token", "--agent-id", "a2", "--policy-id", "p2").trim();
+      const child = spawn(
+        process.execPath,
+        [CLI, "run", "--", "sh", "-c", "while true; do sleep 0.1; done"],
+        {
+          env: { ...local.env, VALLIGNUS_TOKEN: own },
+        },
+      );
+      let stderr = "";
+      child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+      const exited = new Promise<number | null>((done) => child.on("close", done));
+      await new Promise((r) => setTimeout(r, 600));
+      const disabledAt = Date.now();
+      local.ok("auth", "disable-agent", "--agent-id", "a2");
+      const status = await exited;
+      assert.equal(status, 4);
+      assert.ok(Date.now() - disabledAt < 1500 + 400);
+      assert.match(stderr, /agent was disabled/);
+      const events = readFileSync(join(local.home, "audit", "audit.jsonl"), "utf8");
+      assert.match(events, /"event":"agent_disabled_live"/);
+      assert.match(events, /"event":"run_end".*"exit_status":4/);
+    } finally {
+      local.cleanup();
+    }
+  });
+
+  test("a token that expires during the run ends it with exit 4", async () => {
+    const local = makeTempHome();
+    try {
+      local.ok("auth", "init");
+      local.ok("auth", "create-agent", "--agent-id", "a3", "--owner", "o");
+      local.ok(
+        "auth",
+        "create-policy",
+        "--policy-id",
+        "p3",
+        "--max-spend-usd",
+        "1",
+        "--allowed-domains",
+        "allowed.test",
+      );
+      const own = local
+        .ok("auth", "issue-token", "--agent-id", "a3", "--policy-id", "p3", "--ttl", "2s")
+        .trim();
+      const started = Date.now();
+      const r = await new Promise<CliResult>((done) => {
+        const child = spawn(process.execPath, [CLI, "run", "--", "sleep", "30"], {
+          env: { ...local.env, VALLIGNUS_TOKEN: own },
+        });
+        let stderr = "";
+        child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+        child.on("close", (status) => done({ status, stdout: "", stderr }));
+      });
+      assert.equal(r.status, 4);
+      assert.match(r.stderr, /token expired/);
+      assert.ok(Date.now() - started < 5000);
+    } finally {
+      local.cleanup();
+    }
+  });
+
   test("--max-requests denies the next request and ends the run with 4", async () => {
     const url = `http://allowed.test:${origin.httpPort}/n`;
     const r = await run([
