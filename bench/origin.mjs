@@ -6,10 +6,13 @@
 //
 // Prints one JSON line {"httpPort":…,"httpsPort":…} once both listen on 127.0.0.1. Exits when its
 // stdin closes (the parent went away) or after --max-lifetime-ms, whichever comes first.
+import { Buffer } from "node:buffer";
 import { randomFillSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { createServer as createTlsServer } from "node:https";
+import { setTimeout } from "node:timers";
+import { URL } from "node:url";
 import { parseArgs } from "node:util";
 
 const { values } = parseArgs({
@@ -33,7 +36,7 @@ const SMALL = Buffer.from(
     ok: true,
     origin: "vallignus-bench",
     path: "/small",
-    note: "a small JSON answer of about one hundred bytes",
+    note: "a small JSON answer, about 100 bytes",
   }),
 );
 

@@ -12,7 +12,8 @@ export {
 export type { PolicyChanges } from "./policies.js";
 export { activeKid, listSigningKeys, rotateSigningKey } from "./keys.js";
 export { findRevocation, listRevocations, revokeJti } from "./revocations.js";
-export { caPaths, loadLocalCa } from "./local-ca.js";
+export { caPaths, leafCertificateFor, loadLocalCa } from "./local-ca.js";
+export type { LeafCertificate, LocalCa } from "./local-ca.js";
 export {
   authorityView,
   initHome,

@@ -1,4 +1,5 @@
-import { KeyObject, randomBytes, webcrypto, X509Certificate } from "node:crypto";
+import { createPrivateKey, KeyObject, randomBytes, webcrypto, X509Certificate } from "node:crypto";
+import { mkdirSync } from "node:fs";
 import { hostname } from "node:os";
 
 import { VallignusError } from "../errors.js";
@@ -83,4 +84,102 @@ export function loadLocalCa(home: Home): LocalCa {
     throw new VallignusError("ERR_HOME_CORRUPT", `${paths.cert} is not a valid certificate`);
   }
   return { certPem, keyPem, certPath: paths.cert };
+}
+
+/** A leaf certificate for one metered host, with its private key (PEM). */
+export interface LeafCertificate {
+  readonly certPem: string;
+  readonly keyPem: string;
+  readonly notAfter: Date;
+}
+
+const LEAF_VALID_DAYS = 30;
+const leafMemory = new Map<string, LeafCertificate>();
+
+function leafPath(home: Home, host: string): string {
+  return home.path("ca", "leaves", `${host}.pem`);
+}
+
+function readLeafFromDisk(home: Home, host: string): LeafCertificate | undefined {
+  const path = leafPath(home, host);
+  const text = readTextIfExists(path);
+  if (text === undefined) return undefined;
+  assertNotReadableByOthers(path, "leaf key file");
+  const certPem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(text)?.[0];
+  const keyPem = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----/.exec(text)?.[0];
+  if (certPem === undefined || keyPem === undefined) return undefined;
+  try {
+    return { certPem, keyPem, notAfter: new Date(new X509Certificate(certPem).validTo) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The leaf for `host`, signed by the local CA: from memory, else from `ca/leaves/` (0600), else
+ * made now (and stored). A leaf within a day of expiry, or not signed by the current CA, is
+ * replaced.
+ */
+export async function leafCertificateFor(
+  home: Home,
+  ca: LocalCa,
+  host: string,
+  now: Date,
+): Promise<LeafCertificate> {
+  const fresh = (leaf: LeafCertificate | undefined): leaf is LeafCertificate => {
+    if (leaf === undefined || leaf.notAfter.getTime() - now.getTime() < 86_400_000) return false;
+    try {
+      return new X509Certificate(leaf.certPem).checkIssued(new X509Certificate(ca.certPem));
+    } catch {
+      return false;
+    }
+  };
+  const cached = leafMemory.get(host);
+  if (fresh(cached)) return cached;
+  const stored = readLeafFromDisk(home, host);
+  if (fresh(stored)) {
+    leafMemory.set(host, stored);
+    return stored;
+  }
+  const x509 = await loadX509();
+  const caCert = new x509.X509Certificate(ca.certPem);
+  const caKey = await webcrypto.subtle.importKey(
+    "pkcs8",
+    createPrivateKey(ca.keyPem).export({ type: "pkcs8", format: "der" }),
+    SIGNING,
+    false,
+    ["sign"],
+  );
+  const keys = await webcrypto.subtle.generateKey(SIGNING, true, ["sign", "verify"]);
+  const notAfter = new Date(now.getTime() + LEAF_VALID_DAYS * 86_400_000);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: `02${randomBytes(15).toString("hex")}`,
+    subject: `CN=${host}`,
+    issuer: caCert.subject,
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter,
+    signingAlgorithm: SIGNING,
+    publicKey: keys.publicKey,
+    signingKey: caKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension([{ type: "dns", value: host }]),
+      await x509.AuthorityKeyIdentifierExtension.create(caCert),
+    ],
+  });
+  const leaf: LeafCertificate = {
+    certPem: cert.toString("pem"),
+    keyPem: KeyObject.from(keys.privateKey).export({ type: "pkcs8", format: "pem" }).toString(),
+    notAfter,
+  };
+  mkdirSync(home.path("ca", "leaves"), { recursive: true, mode: 0o700 });
+  writeFileAtomic(
+    leafPath(home, host),
+    `${leaf.keyPem.trim()}\n${leaf.certPem.trim()}\n`,
+    SECRET_FILE_MODE,
+  );
+  leafMemory.set(host, leaf);
+  return leaf;
 }

@@ -7,6 +7,7 @@ import {
 } from "../policy/index.js";
 import { redactPath } from "../audit/index.js";
 import { isPrivateAddress, type HostKind } from "./address.js";
+import { denyBody } from "./deny-body.js";
 import { resolveTarget, type ResolveOverride } from "./resolve.js";
 import type { Gatekeeper, Judgement, Outcome, RequestFacts } from "./server.js";
 
@@ -38,22 +39,6 @@ export interface GatekeeperOptions {
   /** The proxy's own port, never a valid destination on loopback. */
   readonly proxyPort: () => number;
 }
-
-const REASON_TEXT: Record<DenyReason, string> = {
-  domain_not_allowed: "the host is not in the policy's allowed domains",
-  domain_denied: "the host is in the policy's denied domains",
-  port_not_allowed: "the policy does not allow this port for this host",
-  ip_literal_not_allowed: "IP addresses are allowed only when the policy lists them",
-  private_address: "the host resolves to a private, loopback or link-local address",
-  budget_exceeded: "the token's spend budget cannot pay for this request",
-  model_not_allowed: "the policy does not allow this model",
-  model_price_unknown: "the model has no known price",
-  request_limit_exceeded: "the run's request limit is reached",
-  token_revoked: "the token was revoked",
-  token_expired: "the token expired",
-  agent_disabled: "the agent was disabled",
-  malformed_request: "the request could not be judged, so it was refused",
-};
 
 function targetHost(host: HostKind): string {
   if (host.kind === "ip") return host.family === 6 ? `[${host.address}]` : host.address;
@@ -113,18 +98,6 @@ export function createGatekeeper(
     return { allow: true, address: first.address };
   }
 
-  function denyBody(reason: DenyReason): string {
-    return JSON.stringify({
-      decision: "deny",
-      agent_id: identity.agent_id,
-      owner: identity.owner,
-      policy_id: identity.policy_id,
-      policy_version: identity.policy_version,
-      deny_reason: reason,
-      message: `vallignus: ${REASON_TEXT[reason]}`,
-    });
-  }
-
   function record(outcome: Outcome): void {
     const facts = outcome.facts;
     options.audit.append({
@@ -149,5 +122,10 @@ export function createGatekeeper(
     });
   }
 
-  return { judge, denyBody, record, allowedCount: () => allowed };
+  return {
+    judge,
+    denyBody: (reason) => denyBody(identity, reason),
+    record,
+    allowedCount: () => allowed,
+  };
 }

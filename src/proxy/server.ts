@@ -8,10 +8,12 @@ import {
 } from "node:http";
 import { connect as netConnect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import type { SecureContext } from "node:tls";
 
 import type { DenyReason } from "../policy/index.js";
 import { parseAuthority, type HostKind } from "./address.js";
 import { DENY_HEADERS, denyResponseHead } from "./deny-response.js";
+import { createInterception, type InnerHandler } from "./intercept.js";
 
 /** What the proxy read from one request, before anything goes upstream. */
 export interface RequestFacts {
@@ -25,7 +27,12 @@ export interface RequestFacts {
 }
 
 export type Judgement =
-  | { readonly allow: true; readonly address: string }
+  | {
+      readonly allow: true;
+      readonly address: string;
+      /** Set for metered hosts: terminate TLS with this context and meter each request. */
+      readonly intercept?: SecureContext;
+    }
   | { readonly allow: false; readonly reason: DenyReason };
 
 /** A finished request, allowed or denied, for the audit log. */
@@ -175,6 +182,8 @@ export interface ProxyOptions {
   readonly host?: string;
   readonly port?: number | undefined;
   readonly gatekeeper: Gatekeeper;
+  /** Serves requests inside intercepted (metered) tunnels. */
+  readonly innerHandler?: InnerHandler;
 }
 
 interface InFlight {
@@ -187,6 +196,8 @@ interface InFlight {
 
 export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   const { gatekeeper } = options;
+  const interception =
+    options.innerHandler === undefined ? undefined : createInterception(options.innerHandler);
   const upstreamAgent = new Agent({
     keepAlive: true,
     maxSockets: 256,
@@ -357,6 +368,30 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     if (!judgement.allow) {
       denyOnSocket(client, judgement.reason);
       entry.finish(judgement, 403, error);
+      return;
+    }
+    if (judgement.intercept !== undefined) {
+      if (interception === undefined) {
+        denyOnSocket(client, "malformed_request");
+        entry.finish(
+          { allow: false, reason: "malformed_request" },
+          403,
+          "no interception configured",
+        );
+        return;
+      }
+      client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+      const tunnel = {
+        host: hostText(parsed.facts.host),
+        port: parsed.facts.port,
+        address: judgement.address,
+      };
+      if (head.length > 0) client.unshift(head);
+      const tls = interception.accept(client, tunnel, judgement.intercept, (why) => {
+        entry.finish({ allow: false, reason: "malformed_request" }, 403, why);
+      });
+      track(tls);
+      client.once("close", () => entry.finish(judgement, 200));
       return;
     }
     const upstream = netConnect({ host: judgement.address, port: parsed.facts.port });
