@@ -10,6 +10,7 @@ import {
 import { authUsage, runAuthCommand } from "./auth-commands.js";
 import { createPrinter } from "./output.js";
 import { runRunCommand } from "./run-command.js";
+import { runSpendCommand, spendUsage } from "./spend-command.js";
 
 const USAGE = `usage: vallignus <command> [options]
 
@@ -22,6 +23,9 @@ Firewall:
 
 Audit and sessions:
 ${auditUsage()}
+
+Spend:
+${spendUsage()}
 
 Every listing and inspect command takes --json. State lives in $VALLIGNUS_HOME (default ~/.vallignus).
 Exit status: 0 ok, 1 failure, 2 usage, 3 token refused, 4 stopped by policy.`;
@@ -49,6 +53,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return runSessionsCommand(ctx, rest);
     case "replay":
       return runReplayCommand(ctx, rest);
+    case "spend":
+      return runSpendCommand(ctx, rest);
     default:
       throw usageError(
         "ERR_CLI_UNKNOWN_COMMAND",

@@ -17,6 +17,7 @@ const RUN_OPTIONS = {
   isolate: { type: "boolean" },
   resolve: { type: "string", multiple: true },
   "upstream-ca": { type: "string" },
+  "on-budget": { type: "string" },
 } as const;
 
 function parseCount(flag: string, text: string | undefined): number | undefined {
@@ -77,6 +78,11 @@ export async function runRunCommand(ctx: CommandContext, args: readonly string[]
   const port = parseCount("port", portText);
   if (port !== undefined && port > 65_535)
     throw usageError("ERR_CLI_USAGE", "run: --port must be 1-65535");
+  const onBudgetText = stringFlag(parsed, "on-budget") ?? "stop";
+  if (onBudgetText !== "stop" && onBudgetText !== "deny") {
+    throw usageError("ERR_CLI_USAGE", 'run: --on-budget must be "stop" or "deny"');
+  }
+  const onBudget: "stop" | "deny" = onBudgetText;
   ctx.home.requireInitialized();
   return runSupervised(
     ctx.home,
@@ -90,6 +96,7 @@ export async function runRunCommand(ctx: CommandContext, args: readonly string[]
       noSession: booleanFlag(parsed, "no-session") ?? false,
       resolve: listFlag(parsed, "resolve").map(parseResolveOverride),
       upstreamCa: stringFlag(parsed, "upstream-ca"),
+      onBudget,
     },
     ctx.now,
   );

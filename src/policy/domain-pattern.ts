@@ -32,7 +32,8 @@ function splitPort(raw: string): { host: string; port: string | undefined } {
     const rest = raw.slice(end + 1);
     return {
       host: raw.slice(0, end + 1),
-      port: rest.startsWith(":") ? rest.slice(1) : rest === "" ? undefined : rest,
+      // Text after "]" must be ":port"; anything else is kept so the port check refuses it.
+      port: rest.startsWith(":") ? rest.slice(1) : rest === "" ? undefined : `!${rest}`,
     };
   }
   const colon = raw.lastIndexOf(":");
@@ -79,7 +80,7 @@ export function parseDomainPattern(input: string): PatternResult {
 
   if (hostPart.startsWith("[")) {
     const inner = hostPart.slice(1, -1);
-    if (!hostPart.endsWith("]") || !isIPv6(inner)) {
+    if (!hostPart.endsWith("]") || !isIPv6(inner) || inner.includes("%")) {
       return { ok: false, why: `"${input}": not a valid bracketed IPv6 address` };
     }
     const canonical = new URL(`http://[${inner}]/`).hostname;
@@ -113,6 +114,15 @@ export function parseDomainPattern(input: string): PatternResult {
     };
   }
 
+  // The URL standard reads a name ending in a number (or 0x…) as an IPv4 address: 0x7f.1 is
+  // 127.0.0.1 to every client, so as a name it would match nothing and deny nothing.
+  const lastLabel = hostPart.replace(/\.$/, "").split(".").at(-1) ?? "";
+  if (/^(?:[0-9]+|0x[0-9a-f]*)$/i.test(lastLabel)) {
+    return {
+      ok: false,
+      why: `"${input}": an IPv4 address must be in dotted decimal form, and a name cannot end in a number`,
+    };
+  }
   if (hostPart === "*" || hostPart === "*.")
     return { ok: false, why: `"${input}": "*" matches every host` };
   const wildcard = hostPart.startsWith("*.");

@@ -11,7 +11,7 @@ export function parseDurationSeconds(text: string): number | undefined {
   return Number.isSafeInteger(seconds) ? seconds : undefined;
 }
 
-/** "86400" -> "24h", "90" -> "90s": the largest unit that divides exactly. */
+/** 86400 -> "1d", "90" -> "90s": the largest unit that divides exactly. */
 export function formatDuration(seconds: number): string {
   for (const [unit, size] of [
     ["d", 86_400],

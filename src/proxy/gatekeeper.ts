@@ -9,6 +9,8 @@ import { redactPath } from "../audit/index.js";
 import { isPrivateAddress, type HostKind } from "./address.js";
 import { denyBody } from "./deny-body.js";
 import { resolveTarget, type ResolveOverride } from "./resolve.js";
+import type { SecureContext } from "node:tls";
+
 import type { Gatekeeper, Judgement, Outcome, RequestFacts } from "./server.js";
 
 /** Who is running: the identity every decision and audit line carries. */
@@ -38,6 +40,11 @@ export interface GatekeeperOptions {
   readonly onRequestLimit: () => void;
   /** The proxy's own port, never a valid destination on loopback. */
   readonly proxyPort: () => number;
+  /**
+   * For a metered LLM host, the TLS context to intercept its tunnel with (its requests are then
+   * judged and counted one by one); undefined for every other host.
+   */
+  readonly interceptFor?: (host: string) => Promise<SecureContext> | undefined;
 }
 
 function targetHost(host: HostKind): string {
@@ -47,9 +54,20 @@ function targetHost(host: HostKind): string {
 
 export function createGatekeeper(
   options: GatekeeperOptions,
-): Gatekeeper & { allowedCount(): number } {
+): Gatekeeper & { allowedCount(): number; takeRequestSlot(): DenyReason | undefined } {
   const { identity, policy } = options;
   let allowed = 0;
+
+  /** Counts one request against the limits; the deny reason when the limit is reached. */
+  function takeRequestSlot(): DenyReason | undefined {
+    const count = decideRequestCount(policy, allowed, options.maxRequests);
+    if (count.decision === "deny") {
+      options.onRequestLimit();
+      return count.reason;
+    }
+    allowed++;
+    return undefined;
+  }
 
   async function judge(facts: RequestFacts): Promise<Judgement> {
     const stop = options.stopReason();
@@ -61,13 +79,19 @@ export function createGatekeeper(
       port: facts.port,
     });
     if (target.decision === "deny") return { allow: false, reason: target.reason };
-    const count = decideRequestCount(policy, allowed, options.maxRequests);
-    if (count.decision === "deny") {
-      options.onRequestLimit();
-      return { allow: false, reason: count.reason };
+    const host = targetHost(facts.host);
+    const intercept = facts.host.kind === "name" ? options.interceptFor?.(host) : undefined;
+    // A metered host is reached only through an intercepted tunnel, where each call is metered.
+    if (intercept !== undefined && facts.kind !== "connect")
+      return { allow: false, reason: "malformed_request" };
+    // Take the slot now, so concurrent requests cannot together pass the limit. An intercepted
+    // tunnel counts its requests one by one instead.
+    if (intercept === undefined) {
+      const over = takeRequestSlot();
+      if (over !== undefined) return { allow: false, reason: over };
+    } else {
+      allowed++;
     }
-    // Take the slot now, so concurrent requests cannot together pass the limit.
-    allowed++;
     let resolved;
     try {
       resolved = await resolveTarget(facts.host, facts.port, options.overrides);
@@ -94,6 +118,10 @@ export function createGatekeeper(
     if (late !== undefined) {
       allowed--;
       return { allow: false, reason: late };
+    }
+    if (intercept !== undefined) {
+      allowed--;
+      return { allow: true, address: first.address, intercept: await intercept };
     }
     return { allow: true, address: first.address };
   }
@@ -127,5 +155,6 @@ export function createGatekeeper(
     denyBody: (reason) => denyBody(identity, reason),
     record,
     allowedCount: () => allowed,
+    takeRequestSlot,
   };
 }

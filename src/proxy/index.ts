@@ -4,3 +4,5 @@ export { createGatekeeper } from "./gatekeeper.js";
 export type { AuditSink, RunIdentity } from "./gatekeeper.js";
 export type { ResolveOverride } from "./resolve.js";
 export { parseAuthority, parseHost, isPrivateAddress } from "./address.js";
+export { createMeteredHandler } from "./metered-exchange.js";
+export type { MeterOptions } from "./metered-exchange.js";

@@ -13,6 +13,7 @@ import type { SecureContext } from "node:tls";
 import type { DenyReason } from "../policy/index.js";
 import { parseAuthority, type HostKind } from "./address.js";
 import { DENY_HEADERS, denyResponseHead } from "./deny-response.js";
+import { forwardHeaders, headerValues } from "./headers.js";
 import { createInterception, type InnerHandler } from "./intercept.js";
 
 /** What the proxy read from one request, before anything goes upstream. */
@@ -70,48 +71,6 @@ export interface ProxyServer {
 
 /** A request body larger than this is refused as malformed: agents don't upload gigabytes. */
 const MAX_BODY_BYTES = 1024 ** 3;
-
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "proxy-authorization",
-  "proxy-authenticate",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-]);
-
-/** Copies raw headers, dropping hop-by-hop ones and any named by Connection. */
-function forwardHeaders(raw: readonly string[], keepUpgrade: boolean): string[] {
-  const named = new Set<string>();
-  for (let i = 0; i < raw.length; i += 2) {
-    if ((raw[i] ?? "").toLowerCase() === "connection") {
-      for (const token of (raw[i + 1] ?? "").split(",")) named.add(token.trim().toLowerCase());
-    }
-  }
-  const out: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] ?? "";
-    const lower = name.toLowerCase();
-    if (keepUpgrade && (lower === "upgrade" || lower === "connection")) {
-      out.push(name, raw[i + 1] ?? "");
-      continue;
-    }
-    if (HOP_BY_HOP.has(lower) || named.has(lower)) continue;
-    out.push(name, raw[i + 1] ?? "");
-  }
-  return out;
-}
-
-function headerValues(raw: readonly string[], name: string): string[] {
-  const values: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    if ((raw[i] ?? "").toLowerCase() === name) values.push(raw[i + 1] ?? "");
-  }
-  return values;
-}
 
 function hostText(host: HostKind): string {
   if (host.kind === "ip") return host.family === 6 ? `[${host.address}]` : host.address;

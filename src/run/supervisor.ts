@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { rootCertificates } from "node:tls";
+import { createSecureContext, rootCertificates, type SecureContext } from "node:tls";
 import { constants as osConstants } from "node:os";
 
 import {
@@ -10,13 +10,20 @@ import {
   getAgent,
   getPolicyVersion,
   type Home,
+  leafCertificateFor,
   loadLocalCa,
   requireValidToken,
 } from "../authority/index.js";
 import { AuditLog, newSessionId, summarizeCommand, writeSessionRecord } from "../audit/index.js";
 import { VallignusError } from "../errors.js";
-import { compilePolicy, type DenyReason } from "../policy/index.js";
-import { createGatekeeper, startProxy, type ResolveOverride } from "../proxy/index.js";
+import { meteredProviderFor, openLedger } from "../metering/index.js";
+import { compilePolicy, parseUsdToNano, type DenyReason } from "../policy/index.js";
+import {
+  createGatekeeper,
+  createMeteredHandler,
+  startProxy,
+  type ResolveOverride,
+} from "../proxy/index.js";
 import { buildChildEnv } from "./child-env.js";
 
 export interface RunOptions {
@@ -29,6 +36,8 @@ export interface RunOptions {
   readonly noSession: boolean;
   readonly resolve: readonly ResolveOverride[];
   readonly upstreamCa: string | undefined;
+  /** What a refused reservation does: end the run (default) or only deny the request. */
+  readonly onBudget: "stop" | "deny";
 }
 
 /** How long the process group has between SIGTERM and SIGKILL when policy ends a run. */
@@ -43,6 +52,7 @@ const STOP_TEXT: Record<string, string> = {
   max_runtime: "the run's --max-runtime passed",
   request_limit_exceeded: "the request limit was reached",
   max_output_lines: "the run's --max-output-lines was reached",
+  budget_exceeded: "the spend budget cannot pay for another request",
 };
 
 type StopReason =
@@ -51,7 +61,26 @@ type StopReason =
   | "agent_disabled"
   | "max_runtime"
   | "request_limit_exceeded"
-  | "max_output_lines";
+  | "max_output_lines"
+  | "budget_exceeded";
+
+/** `--upstream-ca FILE`: extra PEM roots the proxy trusts as a TLS client. */
+function readUpstreamCa(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    throw new VallignusError("ERR_RUN_UPSTREAM_CA", `run: cannot read --upstream-ca ${path}`, 2);
+  }
+  if (!text.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new VallignusError(
+      "ERR_RUN_UPSTREAM_CA",
+      `run: --upstream-ca ${path} holds no PEM certificate`,
+      2,
+    );
+  }
+  return text;
+}
 
 /** What a stopped run's requests are denied with. */
 function denyReasonFor(stop: StopReason): DenyReason {
@@ -102,8 +131,35 @@ export async function runSupervised(
   const watchers: FSWatcher[] = [];
   const startedAt = now();
 
+  const budgetNano = parseUsdToNano(policyVersion.max_spend_usd) ?? 0;
+  const ledger = openLedger(home, {
+    jti: claims.jti,
+    agentId: claims.agent_id,
+    policyId: claims.policy_id,
+    policyVersion: claims.policy_version,
+    budgetNano,
+    owner: { sessionId, pid: process.pid },
+  });
+  const upstreamRoots = [
+    ...rootCertificates,
+    ...(options.upstreamCa === undefined ? [] : [readUpstreamCa(options.upstreamCa)]),
+  ];
+  const contexts = new Map<string, Promise<SecureContext>>();
+  const interceptFor = (host: string): Promise<SecureContext> | undefined => {
+    if (meteredProviderFor(host) === undefined) return undefined;
+    let context = contexts.get(host);
+    if (context === undefined) {
+      context = leafCertificateFor(home, ca, host, now()).then((leaf) =>
+        createSecureContext({ cert: leaf.certPem, key: leaf.keyPem }),
+      );
+      contexts.set(host, context);
+    }
+    return context;
+  };
+
   const runLimitRequests = options.maxRequests;
   const gatekeeper = createGatekeeper({
+    interceptFor,
     identity,
     policy,
     overrides: options.resolve,
@@ -113,7 +169,21 @@ export async function runSupervised(
     onRequestLimit: () => stopRun("request_limit_exceeded"),
     proxyPort: () => proxy.port,
   });
-  const proxy = await startProxy({ port: options.port, gatekeeper });
+  const innerHandler = createMeteredHandler({
+    identity,
+    policy,
+    ledger,
+    budgetNano,
+    audit,
+    stopReason: () => (stop === undefined ? undefined : denyReasonFor(stop)),
+    takeRequestSlot: () => gatekeeper.takeRequestSlot(),
+    onBudgetExhausted: () => {
+      if (options.onBudget === "stop") stopRun("budget_exceeded");
+    },
+    upstreamRoots,
+    now,
+  });
+  const proxy = await startProxy({ port: options.port, gatekeeper, innerHandler });
   const proxyUrl = `http://127.0.0.1:${proxy.port}`;
 
   const session = {
@@ -161,7 +231,9 @@ export async function runSupervised(
           ? "agent_disabled_live"
           : reason === "token_expired"
             ? "token_expired_live"
-            : "limit_reached";
+            : reason === "budget_exceeded"
+              ? "budget_exhausted"
+              : "limit_reached";
     audit.append({ event, ...identity, reason });
     proxy.dropConnections();
     killGroup("SIGTERM");
@@ -251,6 +323,7 @@ export async function runSupervised(
     requests_allowed: gatekeeper.allowedCount(),
   });
   audit.close();
+  ledger.close();
   if (!options.noSession) {
     writeSessionRecord(home, {
       ...session,

@@ -191,6 +191,9 @@ async function runChecks(
   const problem = describeClaimsProblem(claims);
   if (problem !== undefined) {
     record("claims", false, problem, "token_bad_claims");
+    for (const check of ["expiry", "revocation", "agent", "policy"] as const) {
+      record(check, null, "claims are invalid");
+    }
     return done();
   }
   record("claims", true, "all claims present and well-formed");

@@ -1,0 +1,16 @@
+export { METERED_HOSTS, meteredProviderFor } from "./providers.js";
+export type { MeteredHost, ProviderId } from "./providers.js";
+export { readLlmRequest, DEFAULT_MAX_REQUEST_BODY_BYTES } from "./llm-request.js";
+export type { LlmApi, LlmRequest, LlmRequestReading } from "./llm-request.js";
+export { createUsageReader } from "./usage.js";
+export type { Usage, UsageReader } from "./usage.js";
+export { costNanoUsd, findContextWindow, findPricing } from "./prices.js";
+export type { ModelPricing, TokenUsage } from "./prices.js";
+export {
+  cheapestNextRequestNanoUsd,
+  DEFAULT_MAX_OUTPUT_TOKENS,
+  inputTokenBound,
+  reservationNanoUsd,
+} from "./reservation.js";
+export { listLedgers, openLedger, readLedgerSummary, recoverDeadReservations } from "./ledger.js";
+export type { Ledger, LedgerState, LedgerSummary } from "./ledger.js";

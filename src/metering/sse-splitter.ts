@@ -1,0 +1,68 @@
+/**
+ * Cuts a server-sent-events byte stream into whole events, each kept as the exact bytes that came
+ * in. The usage reader forwards these bytes unchanged, or drops one event whole; parsing the
+ * fields of an event is left to eventsource-parser.
+ */
+
+const LF = 0x0a;
+const CR = 0x0d;
+const EMPTY = Buffer.alloc(0);
+
+export interface SseSplitter {
+  /** Adds bytes; returns the events they completed, each ending with its blank line. */
+  push(chunk: Buffer): Buffer[];
+  /** The bytes after the last complete event (an event the stream cut short), then resets. */
+  rest(): Buffer;
+  /** How many bytes wait for their event to complete. */
+  pendingBytes(): number;
+}
+
+/**
+ * An event ends at an empty line; a line ends at CRLF, LF or CR (the SSE spec allows all three).
+ * Events are cut only between whole line terminators, so a CRLF is never split between two events
+ * and a multi-byte UTF-8 character (which contains no CR or LF byte) never is either.
+ */
+export function createSseSplitter(): SseSplitter {
+  let pending: Buffer = EMPTY;
+  // Scan state, kept across pushes so that each byte is examined once.
+  let scanned = 0;
+  let lineStart = 0;
+
+  function push(chunk: Buffer): Buffer[] {
+    if (chunk.length === 0) return [];
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    const events: Buffer[] = [];
+    let eventStart = 0;
+    let index = scanned;
+    while (index < pending.length) {
+      const byte = pending[index];
+      if (byte !== LF && byte !== CR) {
+        index += 1;
+        continue;
+      }
+      // A CR as the last byte may be the first half of a CRLF: wait for the next byte.
+      if (byte === CR && index + 1 === pending.length) break;
+      const end = byte === CR && pending[index + 1] === LF ? index + 2 : index + 1;
+      if (index === lineStart) {
+        events.push(pending.subarray(eventStart, end));
+        eventStart = end;
+      }
+      lineStart = end;
+      index = end;
+    }
+    pending = pending.subarray(eventStart);
+    scanned = index - eventStart;
+    lineStart -= eventStart;
+    return events;
+  }
+
+  function rest(): Buffer {
+    const remaining = pending;
+    pending = EMPTY;
+    scanned = 0;
+    lineStart = 0;
+    return remaining;
+  }
+
+  return { push, rest, pendingBytes: () => pending.length };
+}

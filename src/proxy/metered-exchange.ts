@@ -1,0 +1,378 @@
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import type { IncomingMessage, ServerResponse } from "node:http";
+
+import type { CompiledPolicy, DenyReason } from "../policy/index.js";
+import { formatNanoUsd } from "../policy/index.js";
+import {
+  cheapestNextRequestNanoUsd,
+  costNanoUsd,
+  createUsageReader,
+  findContextWindow,
+  findPricing,
+  inputTokenBound,
+  meteredProviderFor,
+  readLlmRequest,
+  reservationNanoUsd,
+  type Ledger,
+  type ModelPricing,
+  type ProviderId,
+  type Usage,
+} from "../metering/index.js";
+import { redactPath } from "../audit/index.js";
+import { denyBody, type ErrorShape } from "./deny-body.js";
+import { DENY_HEADERS } from "./deny-response.js";
+import type { AuditSink, RunIdentity } from "./gatekeeper.js";
+import type { InnerHandler, TunnelContext } from "./intercept.js";
+import { dropHeaders, forwardHeaders } from "./headers.js";
+
+/** The largest request body read before it is judged: Anthropic's own request limit. */
+const MAX_BODY_BYTES = 32 * 1024 * 1024;
+
+export interface MeterOptions {
+  readonly identity: RunIdentity;
+  readonly policy: CompiledPolicy;
+  readonly ledger: Ledger;
+  readonly budgetNano: number;
+  readonly audit: AuditSink;
+  /** Why the run is stopping, or undefined while it runs. */
+  readonly stopReason: () => DenyReason | undefined;
+  /** Takes one request from the run's limits; the reason when none is left. */
+  readonly takeRequestSlot: () => DenyReason | undefined;
+  /** Called once the budget cannot pay for a request (a refused reservation, or nothing left). */
+  readonly onBudgetExhausted: () => void;
+  /** PEM roots the proxy trusts as a TLS client: the system's plus `--upstream-ca`. */
+  readonly upstreamRoots: readonly string[];
+  readonly now: () => Date;
+}
+
+function errorShape(provider: ProviderId): ErrorShape {
+  if (provider === "anthropic") return "anthropic";
+  if (provider === "gemini") return "gemini";
+  return "openai";
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        resolve(undefined);
+        req.resume();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => resolve(size > limit ? undefined : Buffer.concat(chunks)));
+    req.on("error", () => resolve(undefined));
+  });
+}
+
+function usd(nano: number): string {
+  return formatNanoUsd(nano);
+}
+
+/**
+ * Serves the requests inside an intercepted tunnel to an LLM API: reads the request, checks
+ * model and price, reserves the worst case in the ledger before anything is sent, forwards over
+ * verified TLS to the checked address, reads the provider's usage from the response as it
+ * streams, and settles the reservation to the actual cost (or to all of it, failing closed).
+ */
+export function createMeteredHandler(options: MeterOptions): InnerHandler {
+  const { identity, policy, ledger } = options;
+  const agent = new HttpsAgent({ keepAlive: true, maxSockets: 64, ca: [...options.upstreamRoots] });
+
+  return (req: IncomingMessage, res: ServerResponse, tunnel: TunnelContext) => {
+    void serve(req, res, tunnel);
+  };
+
+  async function serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    tunnel: TunnelContext,
+  ): Promise<void> {
+    const started = performance.now();
+    const provider = meteredProviderFor(tunnel.host);
+    const path = req.url ?? "/";
+    const base = {
+      session_id: identity.session_id,
+      agent_id: identity.agent_id,
+      owner: identity.owner,
+      policy_id: identity.policy_id,
+      policy_version: identity.policy_version,
+      jti: identity.jti,
+      method: req.method ?? "",
+      scheme: "https" as const,
+      host: tunnel.host,
+      port: tunnel.port,
+      path: redactPath(path),
+      ...(provider === undefined ? {} : { provider }),
+    };
+    const elapsed = () => Math.round(performance.now() - started);
+
+    const refuse = (reason: DenyReason, extra: Record<string, unknown> = {}) => {
+      const body = denyBody(
+        identity,
+        reason,
+        provider === undefined ? undefined : errorShape(provider),
+      );
+      res.writeHead(403, { ...DENY_HEADERS, "content-length": Buffer.byteLength(body) });
+      res.end(body);
+      options.audit.append({
+        ...base,
+        decision: "deny",
+        deny_reason: reason,
+        status: 403,
+        bytes_in: 0,
+        bytes_out: 0,
+        duration_ms: elapsed(),
+        ...extra,
+      });
+    };
+
+    // The request must name the host of its tunnel: a different Host is domain fronting.
+    const declared = (req.headers.host ?? "").toLowerCase().replace(/\.$/, "");
+    const expected =
+      tunnel.port === 443 ? [tunnel.host, `${tunnel.host}:443`] : [`${tunnel.host}:${tunnel.port}`];
+    if (provider === undefined || !expected.includes(declared)) {
+      req.resume();
+      refuse("malformed_request", { error: "Host differs from the tunnel's host" });
+      return;
+    }
+    const stop = options.stopReason();
+    if (stop !== undefined) {
+      req.resume();
+      refuse(stop);
+      return;
+    }
+    const body = await readBody(req, MAX_BODY_BYTES);
+    if (body === undefined) {
+      refuse("malformed_request", { error: "request body too large or unreadable" });
+      return;
+    }
+    const reading = readLlmRequest(provider, req.method ?? "", path, body, MAX_BODY_BYTES);
+    if (!reading.ok) {
+      refuse("malformed_request", { error: reading.why });
+      return;
+    }
+    const { request } = reading;
+    const slot = options.takeRequestSlot();
+    if (slot !== undefined) {
+      refuse(slot);
+      return;
+    }
+    const model = request.model;
+    const billable = request.api !== "other";
+    if (!billable && !["GET", "HEAD", "OPTIONS"].includes(req.method ?? "")) {
+      // A POST we cannot read is a call we cannot price.
+      refuse("model_price_unknown", { error: "unrecognised API path" });
+      return;
+    }
+    let pricing: ModelPricing | undefined;
+    let reservation: { id: string; amount: number } | undefined;
+    if (billable) {
+      if (model === undefined) {
+        refuse("malformed_request", { error: "no model in the request" });
+        return;
+      }
+      const allowed = policy.rules.allowed_models;
+      if (allowed !== null && !allowed.includes(model)) {
+        refuse("model_not_allowed", { model });
+        return;
+      }
+      pricing = findPricing(provider, model, policy.rules.prices, options.now());
+      if (pricing === undefined) {
+        refuse("model_price_unknown", { model });
+        return;
+      }
+      // Media and content stored elsewhere cost tokens their bytes do not bound: the model's
+      // context window is then the only honest bound.
+      const inputTokens =
+        request.externalInput || request.hasImages
+          ? findContextWindow(provider, model, options.now())
+          : inputTokenBound(request.inputBytes, 0);
+      if (inputTokens === undefined) {
+        refuse("model_price_unknown", { model, error: "input cannot be bounded" });
+        return;
+      }
+      const amount = reservationNanoUsd(pricing, {
+        inputTokens,
+        maxOutputTokens: request.maxOutputTokens,
+        n: request.n,
+      });
+      let reserved;
+      try {
+        reserved = ledger.reserve(amount, { provider, model });
+      } catch (err) {
+        refuse("malformed_request", {
+          model,
+          error: `ledger: ${err instanceof Error ? err.message : String(err)}`,
+        });
+        return;
+      }
+      if (!reserved.ok) {
+        refuse("budget_exceeded", {
+          model,
+          cost_usd: "0",
+          spent_usd: usd(reserved.state.spentNano),
+          budget_usd: usd(options.budgetNano),
+        });
+        options.onBudgetExhausted();
+        return;
+      }
+      reservation = { id: reserved.id, amount };
+    }
+
+    const headers = dropHeaders(forwardHeaders(req.rawHeaders, false), [
+      "content-length",
+      "accept-encoding",
+      "host",
+    ]);
+    // Usage must be readable, so the response comes uncompressed.
+    headers.push(
+      "host",
+      req.headers.host ?? tunnel.host,
+      "accept-encoding",
+      "identity",
+      "content-length",
+      String(reading.forwardBody.length),
+    );
+    let bytesIn = 0;
+    let sent = false;
+    let settled = false;
+
+    const settle = (
+      usage: Usage | undefined,
+      complete: boolean,
+      status: number,
+      error?: string,
+    ) => {
+      if (settled) return;
+      settled = true;
+      const fields: Record<string, unknown> = {
+        ...base,
+        decision: "allow",
+        status,
+        bytes_in: bytesIn,
+        bytes_out: reading.forwardBody.length,
+        duration_ms: elapsed(),
+      };
+      if (model !== undefined) fields["model"] = model;
+      if (error !== undefined) fields["error"] = error.slice(0, 200);
+      if (reservation !== undefined && pricing !== undefined) {
+        let cost: number;
+        let chargedFull = false;
+        if (!sent) {
+          cost = 0; // Nothing reached the provider.
+        } else if (usage === undefined || !complete) {
+          cost = reservation.amount;
+          chargedFull = true;
+        } else {
+          try {
+            cost = usage.providerCostNanoUsd ?? costNanoUsd(pricing, usage);
+          } catch {
+            cost = reservation.amount;
+            chargedFull = true;
+          }
+        }
+        let state;
+        try {
+          state = ledger.settle(reservation.id, cost, {
+            ...(usage === undefined
+              ? {}
+              : { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens }),
+            charged_full: chargedFull,
+            ...(chargedFull
+              ? { reason: usage === undefined ? "no usage in the response" : "response cut short" }
+              : {}),
+          });
+        } catch {
+          state = undefined;
+        }
+        Object.assign(fields, {
+          input_tokens:
+            usage === undefined
+              ? null
+              : usage.inputTokens + usage.cacheReadTokens + usage.cacheWriteTokens,
+          output_tokens: usage?.outputTokens ?? null,
+          cost_usd: usd(cost),
+          reserved_usd: usd(reservation.amount),
+          ...(chargedFull
+            ? {
+                charged_full: true,
+                charge_reason:
+                  usage === undefined ? "no usage in the response" : "response cut short",
+              }
+            : {}),
+          ...(state === undefined ? {} : { spent_usd: usd(state.spentNano) }),
+          budget_usd: usd(options.budgetNano),
+        });
+        if (state !== undefined && state.leftNano < cheapestNextRequestNanoUsd(pricing))
+          options.onBudgetExhausted();
+      }
+      options.audit.append(fields);
+    };
+
+    const upstream = httpsRequest({
+      host: tunnel.address,
+      port: tunnel.port,
+      servername: tunnel.host,
+      method: req.method,
+      path,
+      headers,
+      agent,
+      setHost: false,
+    });
+    upstream.on("socket", (socket) => {
+      socket.once("secureConnect", () => (sent = true));
+      if (!socket.connecting) sent = true;
+    });
+    upstream.on("response", (up: IncomingMessage) => {
+      const reader = createUsageReader(request, reading.usageInjected, up.headers["content-type"]);
+      // Dropping the injected usage event changes the length: let the body be chunked.
+      const out = dropHeaders(
+        forwardHeaders(up.rawHeaders, false),
+        reading.usageInjected ? ["content-length"] : [],
+      );
+      res.writeHead(up.statusCode ?? 502, up.statusMessage, out);
+      up.on("data", (chunk: Buffer) => {
+        bytesIn += chunk.length;
+        const forward = reader.push(chunk);
+        if (forward.length > 0) res.write(forward);
+      });
+      up.on("end", () => {
+        res.end(reader.end());
+        settle(reader.usage(), reader.complete(), up.statusCode ?? 502);
+      });
+      up.on("error", (err) => {
+        res.destroy();
+        settle(reader.usage(), false, up.statusCode ?? 502, err.message);
+      });
+      res.on("close", () => {
+        if (!res.writableFinished) {
+          upstream.destroy();
+          settle(reader.usage(), false, up.statusCode ?? 502, "client closed before the end");
+        }
+      });
+    });
+    upstream.on("error", (err) => {
+      if (!res.headersSent) {
+        const body = JSON.stringify({
+          error: {
+            message: `vallignus: upstream ${tunnel.host} failed: ${err.message}`,
+            type: "vallignus_upstream_error",
+          },
+        });
+        res.writeHead(502, {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
+          "x-vallignus-decision": "allow",
+        });
+        res.end(body);
+      }
+      settle(undefined, false, 502, err.message);
+    });
+    upstream.end(reading.forwardBody);
+  }
+}

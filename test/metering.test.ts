@@ -1,0 +1,206 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { after, before, test } from "node:test";
+
+import { CLI, makeTempHome, type TempHome } from "./helpers/cli.js";
+import { startFakeProviders, type FakeProviders } from "./helpers/fake-providers.js";
+
+const ROOT = resolve(import.meta.dirname, "..");
+let fake: FakeProviders;
+let t: TempHome;
+let caFile: string;
+
+/** An agent written against the official SDKs, knowing nothing of Vallignus. */
+const AGENT = `
+import OpenAI from "openai";
+import Anthropic from "@anthropic-ai/sdk";
+const [mode, port] = process.argv.slice(2);
+const openai = new OpenAI({ apiKey: "sk-test-secret", baseURL: "https://api.openai.com:" + port + "/v1", maxRetries: 0 });
+const anthropic = new Anthropic({ apiKey: "sk-ant-secret", baseURL: "https://api.anthropic.com:" + port, maxRetries: 0 });
+const out = {};
+try {
+  if (mode === "openai-json") {
+    const r = await openai.chat.completions.create({ model: "fake-gpt", max_tokens: 100, messages: [{ role: "user", content: "hi" }] });
+    out.text = r.choices[0].message.content;
+  } else if (mode === "openai-stream") {
+    const stream = await openai.chat.completions.create({ model: "fake-gpt", max_tokens: 100, stream: true, messages: [{ role: "user", content: "hi" }] });
+    out.chunks = 0; out.usageChunks = 0; out.text = "";
+    for await (const c of stream) { out.chunks++; if (c.usage) out.usageChunks++; out.text += c.choices[0]?.delta?.content ?? ""; }
+  } else if (mode === "anthropic-stream") {
+    const stream = anthropic.messages.stream({ model: "fake-claude", max_tokens: 100, messages: [{ role: "user", content: "hi" }] });
+    const final = await stream.finalMessage();
+    out.text = final.content[0].text; out.output = final.usage.output_tokens;
+  } else if (mode === "openai-huge") {
+    await openai.chat.completions.create({ model: "fake-gpt", max_tokens: 5000000, messages: [{ role: "user", content: "hi" }] });
+  } else if (mode === "openai-unpriced") {
+    await openai.chat.completions.create({ model: "unknown-model-xyz", max_tokens: 10, messages: [{ role: "user", content: "hi" }] });
+  }
+} catch (err) {
+  out.error = { status: err.status, name: err.constructor.name, message: String(err.message) };
+}
+console.log(JSON.stringify(out));
+`;
+
+async function runAgent(mode: string, token: string, extra: string[] = []) {
+  return new Promise<{ status: number | null; stdout: string; stderr: string }>((done) => {
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        "run",
+        "--upstream-ca",
+        caFile,
+        "--resolve",
+        `api.openai.com:${fake.port}:127.0.0.1`,
+        "--resolve",
+        `api.anthropic.com:${fake.port}:127.0.0.1`,
+        ...extra,
+        "--",
+        process.execPath,
+        join(ROOT, "test", ".agent-sdk.mjs"),
+        mode,
+        String(fake.port),
+      ],
+      { env: { ...t.env, VALLIGNUS_TOKEN: token } },
+    );
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.on("close", (status) => done({ status, stdout, stderr }));
+  });
+}
+
+function tokenFor(policyId: string, spend: string): string {
+  t.ok(
+    "auth",
+    "create-policy",
+    "--policy-id",
+    policyId,
+    "--max-spend-usd",
+    spend,
+    "--allowed-domains",
+    `api.openai.com:${fake.port},api.anthropic.com:${fake.port}`,
+    "--price",
+    "fake-gpt=1/2",
+    "--price",
+    "fake-claude=3/15",
+  );
+  return t.ok("auth", "issue-token", "--agent-id", "bot", "--policy-id", policyId).trim();
+}
+
+function metered(): Record<string, unknown>[] {
+  return readFileSync(join(t.home, "audit", "audit.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((r) => r["provider"] !== undefined);
+}
+
+before(async () => {
+  fake = await startFakeProviders();
+  t = makeTempHome();
+  caFile = join(t.root, "fake-ca.pem");
+  writeFileSync(caFile, fake.caPem);
+  // The agent must resolve the SDKs from the project's node_modules.
+  writeFileSync(join(ROOT, "test", ".agent-sdk.mjs"), AGENT);
+  t.ok("auth", "init");
+  t.ok("auth", "create-agent", "--agent-id", "bot", "--owner", "you@example.com");
+});
+
+after(async () => {
+  await fake.close();
+  t.cleanup();
+});
+
+test("openai SDK, JSON: usage is metered and priced exactly", async () => {
+  const token = tokenFor("m-json", "1");
+  const r = await runAgent("openai-json", token);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as { text: string }).text, "hello from fake openai");
+  const line = metered().at(-1) ?? {};
+  assert.equal(line["provider"], "openai");
+  assert.equal(line["model"], "fake-gpt");
+  assert.equal(line["input_tokens"], 12);
+  assert.equal(line["output_tokens"], 30);
+  // 12 × $1/M + 30 × $2/M = $0.000072
+  assert.equal(line["cost_usd"], "0.000072");
+  assert.equal(line["spent_usd"], "0.000072");
+  const spend = JSON.parse(t.ok("spend", "--json")) as { spent_usd: string; calls: number }[];
+  assert.ok(spend.some((s) => s.spent_usd === "0.000072" && s.calls === 1));
+});
+
+test("openai SDK, stream without include_usage: usage is injected upstream and hidden from the client", async () => {
+  const token = tokenFor("m-stream", "1");
+  const before = fake.received.length;
+  const r = await runAgent("openai-stream", token);
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { chunks: number; usageChunks: number; text: string };
+  assert.equal(out.text, "hello world");
+  assert.equal(out.usageChunks, 0);
+  assert.equal(out.chunks, 3);
+  const sent = fake.received.slice(before).at(-1);
+  assert.deepEqual(sent?.body["stream_options"], { include_usage: true });
+  assert.equal(metered().at(-1)?.["cost_usd"], "0.000072");
+});
+
+test("anthropic SDK, stream: running totals are read, not added", async () => {
+  const token = tokenFor("m-anthropic", "1");
+  const r = await runAgent("anthropic-stream", token);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as { text: string }).text, "hello");
+  const line = metered().at(-1) ?? {};
+  assert.equal(line["output_tokens"], 30);
+  // 12 × $3/M + 30 × $15/M = $0.000486
+  assert.equal(line["cost_usd"], "0.000486");
+});
+
+test("a stream cut short is charged its full reservation", async () => {
+  const token = tokenFor("m-cut", "1");
+  fake.behaviour.cutStreams = true;
+  try {
+    await runAgent("openai-stream", token);
+  } finally {
+    fake.behaviour.cutStreams = false;
+  }
+  const line = metered().at(-1) ?? {};
+  assert.equal(line["charged_full"], true);
+  assert.equal(line["cost_usd"], line["reserved_usd"]);
+});
+
+test("a reservation over the budget is denied before it reaches the provider, and the run ends with 4", async () => {
+  const token = tokenFor("m-budget", "0.01");
+  const before = fake.received.length;
+  const r = await runAgent("openai-huge", token);
+  assert.equal(r.status, 4, r.stderr);
+  assert.match(r.stderr, /budget/);
+  assert.equal(fake.received.length, before);
+  const line = metered().at(-1) ?? {};
+  assert.equal(line["deny_reason"], "budget_exceeded");
+});
+
+test("--on-budget deny keeps the agent running; the SDK sees a 403 with a readable error", async () => {
+  const token = tokenFor("m-budget-deny", "0.01");
+  const r = await runAgent("openai-huge", token, ["--on-budget", "deny"]);
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { error: { status: number; name: string; message: string } };
+  assert.equal(out.error.status, 403);
+  assert.equal(out.error.name, "PermissionDeniedError");
+  assert.match(out.error.message, /budget/);
+});
+
+test("an unpriced model is denied model_price_unknown", async () => {
+  const token = tokenFor("m-unpriced", "1");
+  const r = await runAgent("openai-unpriced", token, ["--on-budget", "deny"]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as { error: { status: number } }).error.status, 403);
+  assert.equal(metered().at(-1)?.["deny_reason"], "model_price_unknown");
+});
+
+test("no API key or token text reaches the audit log", () => {
+  const log = readFileSync(join(t.home, "audit", "audit.jsonl"), "utf8");
+  assert.ok(!log.includes("sk-test-secret"));
+  assert.ok(!log.includes("sk-ant-secret"));
+});
