@@ -60,12 +60,6 @@ export async function runRunCommand(ctx: CommandContext, args: readonly string[]
       "ERR_CLI_USAGE",
       "run: give the command after --, e.g. vallignus run -- curl https://example.com",
     );
-  if (booleanFlag(parsed, "isolate") === true) {
-    throw usageError(
-      "ERR_RUN_ISOLATE_UNSUPPORTED",
-      "run: --isolate is not available in this version; nothing was started",
-    );
-  }
   const token = stringFlag(parsed, "token") ?? process.env["VALLIGNUS_TOKEN"];
   if (token === undefined || token.trim() === "") {
     throw usageError("ERR_TOKEN_MISSING", "run: no token; set VALLIGNUS_TOKEN or pass --token");
@@ -97,6 +91,7 @@ export async function runRunCommand(ctx: CommandContext, args: readonly string[]
       resolve: listFlag(parsed, "resolve").map(parseResolveOverride),
       upstreamCa: stringFlag(parsed, "upstream-ca"),
       onBudget,
+      isolate: booleanFlag(parsed, "isolate") ?? false,
     },
     ctx.now,
   );

@@ -11,6 +11,11 @@ const EMPTY = Buffer.alloc(0);
 export interface SseSplitter {
   /** Adds bytes; returns the events they completed, each ending with its blank line. */
   push(chunk: Buffer): Buffer[];
+  /**
+   * The stream ended: returns the events still waiting on a final CR (which can no longer be the
+   * start of a CRLF), then `rest` holds only an event the stream cut short.
+   */
+  finish(): Buffer[];
   /** The bytes after the last complete event (an event the stream cut short), then resets. */
   rest(): Buffer;
   /** How many bytes wait for their event to complete. */
@@ -28,9 +33,8 @@ export function createSseSplitter(): SseSplitter {
   let scanned = 0;
   let lineStart = 0;
 
-  function push(chunk: Buffer): Buffer[] {
-    if (chunk.length === 0) return [];
-    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+  /** Cuts the complete events off `pending`; `final` when no more bytes will come. */
+  function scan(final: boolean): Buffer[] {
     const events: Buffer[] = [];
     let eventStart = 0;
     let index = scanned;
@@ -41,7 +45,7 @@ export function createSseSplitter(): SseSplitter {
         continue;
       }
       // A CR as the last byte may be the first half of a CRLF: wait for the next byte.
-      if (byte === CR && index + 1 === pending.length) break;
+      if (byte === CR && index + 1 === pending.length && !final) break;
       const end = byte === CR && pending[index + 1] === LF ? index + 2 : index + 1;
       if (index === lineStart) {
         events.push(pending.subarray(eventStart, end));
@@ -56,6 +60,12 @@ export function createSseSplitter(): SseSplitter {
     return events;
   }
 
+  function push(chunk: Buffer): Buffer[] {
+    if (chunk.length === 0) return [];
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    return scan(false);
+  }
+
   function rest(): Buffer {
     const remaining = pending;
     pending = EMPTY;
@@ -64,5 +74,5 @@ export function createSseSplitter(): SseSplitter {
     return remaining;
   }
 
-  return { push, rest, pendingBytes: () => pending.length };
+  return { push, finish: () => scan(true), rest, pendingBytes: () => pending.length };
 }

@@ -93,7 +93,9 @@ const openAiContent = [
   openAiChunk(
     '[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]',
   ),
-  openAiChunk('[{"index":0,"delta":{"content":"Héllo 👋 — 世界"},"logprobs":null,"finish_reason":null}]'),
+  openAiChunk(
+    '[{"index":0,"delta":{"content":"Héllo 👋 — 世界"},"logprobs":null,"finish_reason":null}]',
+  ),
   openAiChunk('[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]'),
 ];
 
@@ -134,7 +136,9 @@ const groqStream = sse(
   groqChunk(
     '"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"x_groq":{"id":"req_01j"}',
   ),
-  groqChunk('"choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null}]'),
+  groqChunk(
+    '"choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null}]',
+  ),
   groqChunk(
     '"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"x_groq":{"id":"req_01j","usage":{"queue_time":0.017,"prompt_tokens":40,"prompt_time":0.0024,"completion_tokens":12,"completion_time":0.0436,"total_tokens":52,"total_time":0.046}}',
   ),
@@ -310,7 +314,12 @@ const jsonCases: [string, LlmRequest, string, Usage | undefined][] = [
     '{"usage":{"prompt_tokens":10}}',
     undefined,
   ],
-  ["a JSON array where an object belongs", request("openai", "chat_completions", false), "[1,2]", undefined],
+  [
+    "a JSON array where an object belongs",
+    request("openai", "chat_completions", false),
+    "[1,2]",
+    undefined,
+  ],
   ["HTML", request("openai", "chat_completions", false), "<html>502 Bad Gateway</html>", undefined],
 ];
 
@@ -335,16 +344,26 @@ test("JSON: complete once a whole body parsed, not before", () => {
 });
 
 test("JSON: a truncated body is not complete and has no usage", () => {
-  const reader = createUsageReader(request("anthropic", "anthropic_messages", false), false, JSON_TYPE);
+  const reader = createUsageReader(
+    request("anthropic", "anthropic_messages", false),
+    false,
+    JSON_TYPE,
+  );
   pipe(reader, [Buffer.from('{"type":"message","usage":{"input_tokens":12,"output_tok')]);
   assert.equal(reader.complete(), false);
   assert.equal(reader.usage(), undefined);
 });
 
 test("JSON: a body over the limit is forwarded whole but not read", () => {
-  const text = '{"usage":{"prompt_tokens":1,"completion_tokens":2},"pad":"' + "x".repeat(200) + '"}';
+  const text =
+    '{"usage":{"prompt_tokens":1,"completion_tokens":2},"pad":"' + "x".repeat(200) + '"}';
   const bytes = Buffer.from(text);
-  const reader = createUsageReader(request("openai", "chat_completions", false), false, JSON_TYPE, 100);
+  const reader = createUsageReader(
+    request("openai", "chat_completions", false),
+    false,
+    JSON_TYPE,
+    100,
+  );
   assert.deepEqual(pipe(reader, bytewise(bytes)), bytes);
   assert.equal(reader.usage(), undefined);
   assert.equal(reader.complete(), false);
@@ -364,7 +383,8 @@ interface StreamCase {
   readonly request: LlmRequest;
   readonly injected: boolean;
   readonly upstream: string;
-  readonly client: string;
+  /** What the client receives; the upstream bytes unless the case says otherwise. */
+  readonly client?: string;
   readonly usage: Usage | undefined;
   readonly complete: boolean;
 }
@@ -407,6 +427,24 @@ const streamCases: StreamCase[] = [
     complete: true,
   },
   {
+    name: "Azure's content-filter chunk has no choices but no usage either: it is kept",
+    request: request("azure", "chat_completions", true),
+    injected: true,
+    upstream: sse(
+      'data: {"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}]}',
+      ...openAiContent,
+      openAiUsageEvent,
+      "data: [DONE]",
+    ),
+    client: sse(
+      'data: {"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}]}',
+      ...openAiContent,
+      "data: [DONE]",
+    ),
+    usage: openAiUsage,
+    complete: true,
+  },
+  {
     name: "Responses API stream",
     request: request("openai", "responses", true),
     injected: false,
@@ -422,7 +460,6 @@ const streamCases: StreamCase[] = [
     upstream: sse(
       'event: response.incomplete\ndata: {"type":"response.incomplete","sequence_number":3,"response":{"status":"incomplete","incomplete_details":{"reason":"max_output_tokens"},"usage":{"input_tokens":10,"output_tokens":64,"input_tokens_details":{"cached_tokens":0},"output_tokens_details":{"reasoning_tokens":64}}}}',
     ),
-    client: "",
     usage: usage({ inputTokens: 10, outputTokens: 64, reasoningTokens: 64 }),
     complete: true,
   },
@@ -433,7 +470,6 @@ const streamCases: StreamCase[] = [
     upstream: sse(
       'event: response.failed\ndata: {"type":"response.failed","sequence_number":2,"response":{"status":"failed","error":{"code":"server_error","message":"x"},"usage":null}}',
     ),
-    client: "",
     usage: undefined,
     complete: true,
   },
@@ -443,7 +479,12 @@ const streamCases: StreamCase[] = [
     injected: false,
     upstream: anthropicStream,
     client: anthropicStream,
-    usage: usage({ inputTokens: 25, cacheWriteTokens: 300, cacheReadTokens: 1000, outputTokens: 15 }),
+    usage: usage({
+      inputTokens: 25,
+      cacheWriteTokens: 300,
+      cacheReadTokens: 1000,
+      outputTokens: 15,
+    }),
     complete: true,
   },
   {
@@ -456,7 +497,6 @@ const streamCases: StreamCase[] = [
       'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"input_tokens":2500,"cache_read_input_tokens":null,"output_tokens":40,"server_tool_use":{"web_search_requests":1}}}',
       'event: message_stop\ndata: {"type":"message_stop"}',
     ),
-    client: "",
     usage: usage({ inputTokens: 2500, outputTokens: 40 }),
     complete: true,
   },
@@ -468,7 +508,6 @@ const streamCases: StreamCase[] = [
       'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":5,"output_tokens":1}}}',
       'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}',
     ),
-    client: "",
     usage: usage({ inputTokens: 5, outputTokens: 1 }),
     complete: false,
   },
@@ -487,7 +526,6 @@ const streamCases: StreamCase[] = [
     injected: false,
     upstream:
       'data: {"promptFeedback":{"blockReason":"SAFETY"},"usageMetadata":{"promptTokenCount":7,"totalTokenCount":7}}\r\n\r\n',
-    client: "",
     usage: usage({ inputTokens: 7 }),
     complete: true,
   },
@@ -561,8 +599,8 @@ const streamCases: StreamCase[] = [
     name: "unknown events pass through and report nothing",
     request: request("openai", "chat_completions", true),
     injected: true,
-    upstream: sse("data: not json", "event: weird\ndata: {\"choices\":[]}", ": comment", "retry: 10"),
-    client: sse("data: not json", "event: weird\ndata: {\"choices\":[]}", ": comment", "retry: 10"),
+    upstream: sse("data: not json", 'event: weird\ndata: {"choices":[]}', ": comment", "retry: 10"),
+    client: sse("data: not json", 'event: weird\ndata: {"choices":[]}', ": comment", "retry: 10"),
     usage: undefined,
     complete: false,
   },
@@ -580,7 +618,8 @@ const streamCases: StreamCase[] = [
 function checkStream(streamCase: StreamCase, pieces: readonly Buffer[], label: string): void {
   const reader = createUsageReader(streamCase.request, streamCase.injected, SSE);
   const forwarded = pipe(reader, pieces);
-  assert.equal(forwarded.toString("utf8"), streamCase.client, `${label}: forwarded bytes`);
+  const client = streamCase.client ?? streamCase.upstream;
+  assert.equal(forwarded.toString("utf8"), client, `${label}: forwarded bytes`);
   assert.deepEqual(reader.usage(), streamCase.usage, `${label}: usage`);
   assert.equal(reader.complete(), streamCase.complete, `${label}: complete`);
 }
@@ -604,7 +643,11 @@ test("SSE: injected usage is removed at every cut position of the stream", () =>
     const bytes = Buffer.from(streamCase.upstream, "utf8");
     for (let cut = 0; cut <= bytes.length; cut += 1) {
       checkStream(streamCase, splitAt(bytes, [cut]), `${streamCase.name}, cut at ${cut}`);
-      checkStream(streamCase, splitAt(bytes, [cut, cut + 1]), `${streamCase.name}, 1 byte at ${cut}`);
+      checkStream(
+        streamCase,
+        splitAt(bytes, [cut, cut + 1]),
+        `${streamCase.name}, 1 byte at ${cut}`,
+      );
     }
   }
 });
@@ -637,8 +680,13 @@ test("SSE: framing falls back to the request's stream flag without a content typ
 });
 
 test("a JSON error answer to a streaming request is read as JSON", () => {
-  const text = '{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too large"}}';
-  const reader = createUsageReader(request("anthropic", "anthropic_messages", true), false, JSON_TYPE);
+  const text =
+    '{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too large"}}';
+  const reader = createUsageReader(
+    request("anthropic", "anthropic_messages", true),
+    false,
+    JSON_TYPE,
+  );
   assert.equal(pipe(reader, [Buffer.from(text)]).toString(), text);
   assert.equal(reader.usage(), undefined);
   assert.equal(reader.complete(), true);

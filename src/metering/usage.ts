@@ -145,8 +145,13 @@ function createSseReader(format: UsageFormat, limit: number): UsageReader {
       }
       return forward.length === 0 ? EMPTY : Buffer.concat(forward);
     },
-    // An event without its closing blank line is forwarded but, as the SSE spec says, not read.
-    end: () => (overflowed ? EMPTY : splitter.rest()),
+    end() {
+      if (overflowed) return EMPTY;
+      const forward = splitter.finish().filter((raw) => !isHidden(raw));
+      // An event without its closing blank line is forwarded but, as the SSE spec says, not read.
+      forward.push(splitter.rest());
+      return Buffer.concat(forward);
+    },
     usage: () => (overflowed ? undefined : format.usage()),
     complete: () => !overflowed && format.complete(),
   };

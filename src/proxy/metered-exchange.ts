@@ -186,12 +186,12 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
         refuse("model_price_unknown", { model });
         return;
       }
-      // Media and content stored elsewhere cost tokens their bytes do not bound: the model's
-      // context window is then the only honest bound.
-      const inputTokens =
-        request.externalInput || request.hasImages
-          ? findContextWindow(provider, model, options.now())
-          : inputTokenBound(request.inputBytes, 0);
+      // Content stored elsewhere (and audio, video, PDFs) costs tokens the body's bytes do not
+      // bound: the model's context window is then the only honest bound. Images get a fixed
+      // per-image allowance on top of their bytes.
+      const inputTokens = request.externalInput
+        ? findContextWindow(provider, model, options.now())
+        : inputTokenBound(request.inputBytes, request.imageCount);
       if (inputTokens === undefined) {
         refuse("model_price_unknown", { model, error: "input cannot be bounded" });
         return;

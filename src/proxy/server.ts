@@ -6,7 +6,13 @@ import {
   type Server,
   type ServerResponse,
 } from "node:http";
-import { connect as netConnect, type Socket } from "node:net";
+import { chmodSync } from "node:fs";
+import {
+  connect as netConnect,
+  createServer as createNetServer,
+  type Server as NetServer,
+  type Socket,
+} from "node:net";
 import type { Duplex } from "node:stream";
 import type { SecureContext } from "node:tls";
 
@@ -143,6 +149,8 @@ export interface ProxyOptions {
   readonly gatekeeper: Gatekeeper;
   /** Serves requests inside intercepted (metered) tunnels. */
   readonly innerHandler?: InnerHandler;
+  /** Also accept connections on this unix socket (mode 0600): the way in from `--isolate`. */
+  readonly unixSocket?: string | undefined;
 }
 
 interface InFlight {
@@ -461,6 +469,21 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   const address = server.address();
   const port = typeof address === "object" && address !== null ? address.port : 0;
 
+  let unixServer: NetServer | undefined;
+  const socketPath = options.unixSocket;
+  if (socketPath !== undefined) {
+    const listener = createNetServer((socket) => server.emit("connection", socket));
+    await new Promise<void>((resolve, reject) => {
+      listener.once("error", reject);
+      listener.listen(socketPath, () => {
+        listener.off("error", reject);
+        resolve();
+      });
+    });
+    chmodSync(socketPath, 0o600);
+    unixServer = listener;
+  }
+
   const dropConnections = () => {
     for (const socket of open) socket.destroy();
     upstreamAgent.destroy();
@@ -471,6 +494,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     dropConnections,
     close: async () => {
       closing = true;
+      unixServer?.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       dropConnections();
       await closed;

@@ -25,6 +25,7 @@ import {
   type ResolveOverride,
 } from "../proxy/index.js";
 import { buildChildEnv } from "./child-env.js";
+import { HELPER_PATH, INNER_PROXY_PORT, isolationMasks, planIsolation } from "./isolation.js";
 
 export interface RunOptions {
   readonly token: string;
@@ -36,6 +37,8 @@ export interface RunOptions {
   readonly noSession: boolean;
   readonly resolve: readonly ResolveOverride[];
   readonly upstreamCa: string | undefined;
+  /** Kernel-enforced: the command's only way out is the proxy. */
+  readonly isolate: boolean;
   /** What a refused reservation does: end the run (default) or only deny the request. */
   readonly onBudget: "stop" | "deny";
 }
@@ -102,10 +105,12 @@ export async function runSupervised(
   now: () => Date,
 ): Promise<number> {
   const claims = await requireValidToken(home, options.token, now());
+  // Decided before anything starts: --isolate either isolates or refuses to run.
+  const isolation = options.isolate ? planIsolation() : undefined;
   const policyVersion = getPolicyVersion(home, claims.policy_id, claims.policy_version);
   const policy = compilePolicy(policyVersion);
   const ca = loadLocalCa(home);
-  const [program, ...args] = options.command;
+  const [program] = options.command;
   if (program === undefined)
     throw new VallignusError("ERR_RUN_NO_COMMAND", "run: give a command after --", 2);
 
@@ -119,7 +124,9 @@ export async function runSupervised(
     jti: claims.jti,
   };
   const audit = AuditLog.open(home, now);
-  const runDir = mkdtempSync(join(tmpdir(), "vallignus-run-"));
+  // Under --isolate, /run is masked inside the namespace: the run's socket must live elsewhere.
+  const base = isolation !== undefined && /^\/(var\/)?run(\/|$)/.test(tmpdir()) ? "/tmp" : tmpdir();
+  const runDir = mkdtempSync(join(base, "vallignus-run-"));
   const caBundle = join(runDir, "ca-bundle.pem");
   writeFileSync(caBundle, `${[...rootCertificates, ca.certPem.trim()].join("\n")}\n`, {
     mode: 0o644,
@@ -183,8 +190,14 @@ export async function runSupervised(
     upstreamRoots,
     now,
   });
-  const proxy = await startProxy({ port: options.port, gatekeeper, innerHandler });
-  const proxyUrl = `http://127.0.0.1:${proxy.port}`;
+  const proxySocket = join(runDir, "proxy.sock");
+  const proxy = await startProxy({
+    port: options.port,
+    gatekeeper,
+    innerHandler,
+    unixSocket: isolation === undefined ? undefined : proxySocket,
+  });
+  const proxyUrl = `http://127.0.0.1:${isolation === undefined ? proxy.port : INNER_PROXY_PORT}`;
 
   const session = {
     session_id: sessionId,
@@ -195,7 +208,7 @@ export async function runSupervised(
     policy_version: claims.policy_version,
     jti: claims.jti,
     ...summarizeCommand(options.command),
-    isolated: false,
+    isolated: isolation !== undefined,
   };
   if (!options.noSession) {
     writeSessionRecord(home, { ...session, ended_at: null, exit_status: null, end_reason: null });
@@ -204,8 +217,8 @@ export async function runSupervised(
     event: "run_start",
     ...identity,
     proxy_port: proxy.port,
-    isolated: false,
-    isolation_method: null,
+    isolated: isolation !== undefined,
+    isolation_method: isolation?.method ?? null,
   });
 
   function killGroup(signal: NodeJS.Signals): void {
@@ -271,9 +284,26 @@ export async function runSupervised(
   }
 
   const env = buildChildEnv(process.env, proxyUrl, caBundle);
+  let argv: readonly string[] = options.command;
+  if (isolation !== undefined) {
+    // The helper itself starts without the preload; it hands NODE_OPTIONS back to the command.
+    env["VALLIGNUS_CHILD_NODE_OPTIONS"] = env["NODE_OPTIONS"];
+    delete env["NODE_OPTIONS"];
+    const masks = isolationMasks(process.env);
+    const config = {
+      socket: proxySocket,
+      port: INNER_PROXY_PORT,
+      maskDirs: masks.dirs,
+      maskFiles: masks.files,
+      dropPrefix: isolation.dropPrefix,
+      command: options.command,
+    };
+    argv = [...isolation.launcher, process.execPath, HELPER_PATH, JSON.stringify(config)];
+  }
+  const [spawnProgram = program, ...spawnArgs] = argv;
   const outputLimit = options.maxOutputLines;
   const countOutput = outputLimit !== undefined;
-  const spawned = spawn(program, args, {
+  const spawned = spawn(spawnProgram, spawnArgs, {
     stdio: ["inherit", countOutput ? "pipe" : "inherit", countOutput ? "pipe" : "inherit"],
     env,
     detached: true,

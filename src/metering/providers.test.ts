@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { METERED_HOSTS, meteredProviderFor, type ProviderId } from "./providers.js";
+
+const cases: [string, string, ProviderId | undefined][] = [
+  ["OpenAI", "api.openai.com", "openai"],
+  ["Anthropic", "api.anthropic.com", "anthropic"],
+  ["Gemini", "generativelanguage.googleapis.com", "gemini"],
+  ["Groq", "api.groq.com", "groq"],
+  ["Mistral", "api.mistral.ai", "mistral"],
+  ["DeepSeek", "api.deepseek.com", "deepseek"],
+  ["OpenRouter", "openrouter.ai", "openrouter"],
+  ["xAI", "api.x.ai", "xai"],
+  ["Together (xyz)", "api.together.xyz", "together"],
+  ["Together (ai)", "api.together.ai", "together"],
+  ["Fireworks", "api.fireworks.ai", "fireworks"],
+  ["an Azure OpenAI resource", "my-resource.openai.azure.com", "azure"],
+  ["a deeper Azure name", "a.b.openai.azure.com", "azure"],
+  ["the Azure apex itself", "openai.azure.com", undefined],
+  ["an Azure look-alike without a dot boundary", "evilopenai.azure.com", undefined],
+  ["another Azure service", "x.cognitiveservices.azure.com", undefined],
+  ["upper case is folded (a metered host must never be tunnelled)", "API.OpenAI.com", "openai"],
+  ["one trailing dot is ignored", "api.anthropic.com.", "anthropic"],
+  ["a subdomain of an exact host", "eu.api.openai.com", undefined],
+  ["the apex of an exact host", "openai.com", undefined],
+  ["a suffix look-alike", "api.openai.com.evil.test", undefined],
+  ["a prefix look-alike", "xapi.openai.com", undefined],
+  ["an unrelated host", "example.com", undefined],
+  ["the empty string", "", undefined],
+];
+
+for (const [name, host, expected] of cases) {
+  test(`meteredProviderFor: ${name}`, () => {
+    assert.equal(meteredProviderFor(host), expected);
+  });
+}
+
+test("METERED_HOSTS: every exact row maps to its own provider", () => {
+  for (const row of METERED_HOSTS) {
+    const host = row.pattern.startsWith("*.") ? `resource${row.pattern.slice(1)}` : row.pattern;
+    assert.equal(meteredProviderFor(host), row.provider, row.pattern);
+  }
+});
+
+test("METERED_HOSTS: covers all eleven providers and cannot be changed", () => {
+  assert.equal(new Set(METERED_HOSTS.map((row) => row.provider)).size, 11);
+  assert.ok(Object.isFrozen(METERED_HOSTS));
+});

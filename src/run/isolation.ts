@@ -1,0 +1,124 @@
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+import { VallignusError } from "../errors.js";
+
+/** How the agent was isolated, as the session and the `run_start` audit event record it. */
+export type IsolationMethod = "unshare-userns" | "unshare-root";
+
+export interface IsolationPlan {
+  readonly method: IsolationMethod;
+  /** The namespace launcher, up to and including "--"; the helper and its config follow. */
+  readonly launcher: readonly string[];
+  /** How the helper runs the command without capabilities. */
+  readonly dropPrefix: readonly string[];
+}
+
+export const HELPER_PATH = fileURLToPath(new URL("./netns-helper.js", import.meta.url));
+
+/** The port the bridge listens on inside the namespace; nothing else is there to collide with. */
+export const INNER_PROXY_PORT = 3128;
+
+function readSysctl(path: string): string | undefined {
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function onPath(tool: string): boolean {
+  return (process.env["PATH"] ?? "")
+    .split(":")
+    .some((dir) => dir !== "" && existsSync(`${dir}/${tool}`));
+}
+
+/** Runs the exact recipe with a trivial command: only a real probe proves it works here. */
+function probe(launcher: readonly string[]): string | undefined {
+  const [program, ...args] = launcher;
+  const r = spawnSync(program ?? "unshare", [...args, "sh", "-c", "ip link set lo up"], {
+    encoding: "utf8",
+    timeout: 5000,
+  });
+  return r.status === 0
+    ? undefined
+    : (r.stderr || r.error?.message || `exit ${String(r.status)}`).trim();
+}
+
+/** Names the cause of a failed probe, and the fix, from what the kernel exposes. */
+function diagnose(detail: string): string {
+  if (readSysctl("/proc/sys/user/max_user_namespaces") === "0") {
+    return "user namespaces are disabled (sysctl user.max_user_namespaces=0); enable them with `sysctl -w user.max_user_namespaces=15000`";
+  }
+  if (readSysctl("/proc/sys/kernel/unprivileged_userns_clone") === "0") {
+    return "unprivileged user namespaces are disabled; enable them with `sysctl -w kernel.unprivileged_userns_clone=1`";
+  }
+  if (readSysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") === "1") {
+    return "AppArmor restricts unprivileged user namespaces (Ubuntu 24.04 and later); allow them with `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` or an AppArmor profile granting `userns`";
+  }
+  if (/Operation not permitted|EPERM/.test(detail)) {
+    return `the kernel refused to create the namespaces (${detail}); in a container this is usually its seccomp profile: run the container with user namespaces allowed`;
+  }
+  return `the namespaces could not be created (${detail})`;
+}
+
+/**
+ * Finds a recipe that really isolates on this machine, or refuses with the cause and the fix.
+ * There is no fallback to an unisolated run.
+ */
+export function planIsolation(): IsolationPlan {
+  if (process.platform !== "linux") {
+    throw new VallignusError(
+      "ERR_ISOLATE_UNSUPPORTED",
+      `--isolate is supported on Linux only (this is ${process.platform}); nothing was started`,
+    );
+  }
+  const missing = ["unshare", "ip", "mount"].filter((tool) => !onPath(tool));
+  if (missing.length > 0) {
+    throw new VallignusError(
+      "ERR_ISOLATE_UNAVAILABLE",
+      `--isolate needs ${missing.join(", ")} (Debian: apt-get install util-linux iproute2 mount); nothing was started`,
+    );
+  }
+  const uid = process.getuid?.() ?? 0;
+  const gid = process.getgid?.() ?? 0;
+  // The command gets its own uid back, in a nested user namespace that owns none of the
+  // namespaces around it: it cannot bring `lo` down, unmount the masks, or setns out.
+  const userns: IsolationPlan = {
+    method: "unshare-userns",
+    launcher: ["unshare", "--user", "--map-root-user", "--net", "--mount", "--kill-child", "--"],
+    dropPrefix: ["unshare", "--user", `--map-user=${uid}`, `--map-group=${gid}`, "--"],
+  };
+  const usernsProblem = probe(userns.launcher);
+  if (usernsProblem === undefined) return userns;
+  if (uid === 0) {
+    // Root without a working user namespace (no CAP_SETFCAP): new net and mount namespaces, and
+    // the command runs with every capability dropped, so it cannot nsenter back out.
+    const root: IsolationPlan = {
+      method: "unshare-root",
+      launcher: ["unshare", "--net", "--mount", "--kill-child", "--"],
+      dropPrefix: [
+        "setpriv",
+        "--bounding-set=-all",
+        "--inh-caps=-all",
+        "--ambient-caps=-all",
+        "--no-new-privs",
+        "--",
+      ],
+    };
+    if (probe(root.launcher) === undefined && onPath("setpriv")) return root;
+  }
+  throw new VallignusError(
+    "ERR_ISOLATE_UNAVAILABLE",
+    `--isolate cannot isolate here: ${diagnose(usernsProblem)}; nothing was started`,
+  );
+}
+
+/** Filesystem sockets that would be a way around the network namespace. */
+export function isolationMasks(env: NodeJS.ProcessEnv): { dirs: string[]; files: string[] } {
+  const files = ["/var/run/docker.sock", "/run/docker.sock"];
+  const agent = env["SSH_AUTH_SOCK"];
+  if (agent !== undefined && agent !== "") files.push(agent);
+  return { dirs: ["/run", "/var/run", "/tmp/.X11-unix"], files };
+}

@@ -1,0 +1,259 @@
+import assert from "node:assert/strict";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { createSocket } from "node:dgram";
+import {
+  chmodSync,
+  chownSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+
+import { CLI } from "./helpers/cli.js";
+import { startOrigin, type Origin } from "./helpers/origin.js";
+
+/**
+ * The probe the agent runs inside `--isolate`: every way around the proxy, and the proxy
+ * itself. It prints one JSON object.
+ */
+const PROBE = `
+import { spawnSync } from "node:child_process";
+import { connect } from "node:net";
+import { createSocket } from "node:dgram";
+import { lookup } from "node:dns/promises";
+const [hostPort, udpPort, originPort] = process.argv.slice(2).map(Number);
+const out = {};
+const run = (cmd, args, env = process.env) => spawnSync(cmd, args, { encoding: "utf8", timeout: 8000, env });
+out.uid = process.getuid();
+out.curlNoProxy = run("curl", ["-s", "--noproxy", "*", "--max-time", "3", "http://127.0.0.1:" + hostPort + "/"]).status;
+out.netConnect = await new Promise((done) => {
+  const s = connect(hostPort, "127.0.0.1");
+  s.on("connect", () => { s.destroy(); done("CONNECTED"); });
+  s.on("error", (e) => done(e.code));
+});
+out.fetchWithoutPreload = run(process.execPath, ["-e", "fetch('http://127.0.0.1:" + hostPort + "/').then(() => console.log('REACHED'), (e) => console.log(e.cause?.code ?? e.message))"], { ...process.env, NODE_OPTIONS: "" }).stdout.trim();
+out.udp = await new Promise((done) => {
+  const s = createSocket("udp4");
+  s.send("escape", udpPort, "127.0.0.1", (err) => { s.close(); done(err ? err.code : "sent"); });
+});
+out.dns = await lookup("example.com").then(() => "RESOLVED", (e) => e.code);
+out.nsenter = run("nsenter", ["--net=/proc/1/ns/net", "curl", "-s", "--max-time", "3", "http://127.0.0.1:" + hostPort + "/"]).status;
+out.allowed = run("curl", ["-s", "--max-time", "5", "http://allowed.test:" + originPort + "/in"]).stdout;
+out.denied = run("curl", ["-s", "--max-time", "5", "http://evil.test:" + originPort + "/in"]).stdout;
+console.log(JSON.stringify(out));
+`;
+
+interface Harness {
+  readonly root: string;
+  readonly env: NodeJS.ProcessEnv;
+  readonly asUser: string[];
+  readonly cli: string;
+  token: string;
+  jti: string;
+}
+
+let origin: Origin;
+let canary: Server;
+let canaryHits = 0;
+let canaryPort = 0;
+let udp: ReturnType<typeof createSocket>;
+let udpHits = 0;
+let udpPort = 0;
+
+function vallignus(h: Harness, args: string[], extraEnv: NodeJS.ProcessEnv = {}): string {
+  const [program = process.execPath, ...rest] = [...h.asUser, process.execPath, h.cli, ...args];
+  return execFileSync(program, rest, { env: { ...h.env, ...extraEnv }, encoding: "utf8" });
+}
+
+function runIsolated(h: Harness, command: string[], timeoutMs = 30_000) {
+  const [program = process.execPath, ...rest] = [
+    ...h.asUser,
+    process.execPath,
+    h.cli,
+    "run",
+    "--isolate",
+    "--resolve",
+    `allowed.test:${origin.httpPort}:127.0.0.1`,
+    "--",
+    ...command,
+  ];
+  return new Promise<{ status: number | null; stdout: string; stderr: string }>((done) => {
+    const child = spawn(program, rest, { env: { ...h.env, VALLIGNUS_TOKEN: h.token } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("close", (status) => {
+      clearTimeout(timer);
+      done({ status, stdout, stderr });
+    });
+  });
+}
+
+/** A home and token owned by the user the run executes as. */
+function makeHarness(user: "root" | "nobody"): Harness {
+  const root = mkdtempSync(join(tmpdir(), `vallignus-isolate-${user}-`));
+  chmodSync(root, 0o755);
+  const home = join(root, "home");
+  let cli = CLI;
+  const asUser: string[] = [];
+  if (user === "nobody") {
+    chownSync(root, 65534, 65534);
+    asUser.push("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--");
+    // The checkout may sit where nobody cannot read it; the CLI then runs from a copy.
+    if (spawnSync("setpriv", [...asUser.slice(1, -1), "--", "test", "-r", CLI]).status !== 0) {
+      const copy = join(root, "app");
+      execFileSync("cp", ["-r", join(CLI, "../../.."), copy]);
+      execFileSync("chmod", ["-R", "a+rX", copy]);
+      cli = join(copy, "dist/cli/main.js");
+    }
+  }
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    VALLIGNUS_HOME: home,
+    NO_COLOR: "1",
+    HOME: root,
+  };
+  delete env["VALLIGNUS_TOKEN"];
+  const h: Harness = { root, env, asUser, cli, token: "", jti: "" };
+  vallignus(h, ["auth", "init"]);
+  vallignus(h, ["auth", "create-agent", "--agent-id", "iso", "--owner", "o"]);
+  vallignus(h, [
+    "auth",
+    "create-policy",
+    "--policy-id",
+    "iso",
+    "--max-spend-usd",
+    "1",
+    "--allowed-domains",
+    `allowed.test:${origin.httpPort}`,
+  ]);
+  h.token = vallignus(h, ["auth", "issue-token", "--agent-id", "iso", "--policy-id", "iso"]).trim();
+  h.jti = (
+    JSON.parse(vallignus(h, ["auth", "inspect-token", "--json", h.token])) as {
+      claims: { jti: string };
+    }
+  ).claims.jti;
+  writeFileSync(join(root, "probe.mjs"), PROBE);
+  chmodSync(join(root, "probe.mjs"), 0o644);
+  return h;
+}
+
+/** Live processes whose command line is exactly `argv` (zombies are gone already). */
+function strays(argv: string): string[] {
+  const wanted = `${argv.split(" ").join("\0")}\0`;
+  return readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return (
+          readFileSync(`/proc/${p}/cmdline`, "utf8") === wanted &&
+          !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${p}/stat`, "utf8"))
+        );
+      } catch {
+        return false;
+      }
+    });
+}
+
+before(async () => {
+  origin = await startOrigin(["allowed.test"]);
+  canary = createServer((s) => {
+    canaryHits++;
+    s.end("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno");
+  });
+  await new Promise<void>((r) => canary.listen(0, "127.0.0.1", r));
+  canaryPort = (canary.address() as { port: number }).port;
+  udp = createSocket("udp4");
+  udp.on("message", () => udpHits++);
+  await new Promise<void>((r) => udp.bind(0, "127.0.0.1", r));
+  udpPort = udp.address().port;
+});
+
+after(async () => {
+  await origin.close();
+  await new Promise((r) => canary.close(r));
+  udp.close();
+});
+
+for (const user of ["root", "nobody"] as const) {
+  describe(`--isolate as ${user}`, () => {
+    let h: Harness;
+    before(() => {
+      h = makeHarness(user);
+    });
+    after(() => {
+      rmSync(h.root, { recursive: true, force: true });
+    });
+
+    test("nothing gets around the proxy; the proxy still decides", async () => {
+      const hitsBefore = canaryHits;
+      const r = await runIsolated(h, [
+        process.execPath,
+        join(h.root, "probe.mjs"),
+        String(canaryPort),
+        String(udpPort),
+        String(origin.httpPort),
+      ]);
+      assert.equal(r.status, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as Record<string, unknown>;
+      assert.equal(out["uid"], user === "root" ? 0 : 65534, "the command keeps its own uid");
+      assert.notEqual(out["curlNoProxy"], 0, "curl --noproxy '*' must fail");
+      assert.notEqual(out["netConnect"], "CONNECTED");
+      assert.notEqual(out["fetchWithoutPreload"], "REACHED");
+      assert.notEqual(out["dns"], "RESOLVED");
+      assert.notEqual(out["nsenter"], 0, "nsenter into the host network must fail");
+      assert.equal((JSON.parse(String(out["allowed"])) as { path: string }).path, "/in");
+      assert.equal(
+        (JSON.parse(String(out["denied"])) as { deny_reason: string }).deny_reason,
+        "domain_not_allowed",
+      );
+      await new Promise((res) => setTimeout(res, 200));
+      assert.equal(canaryHits, hitsBefore, "the host loopback listener saw no connection");
+      assert.equal(udpHits, 0, "the host UDP port saw no datagram");
+      const audit = readFileSync(
+        join(h.env["VALLIGNUS_HOME"] ?? "", "audit", "audit.jsonl"),
+        "utf8",
+      );
+      assert.match(audit, /"event":"run_start".*"isolated":true/);
+      assert.match(audit, /"isolation_method":"unshare-(userns|root)"/);
+    });
+
+    test("exit codes and signals pass through", async () => {
+      assert.equal((await runIsolated(h, ["sh", "-c", "exit 7"])).status, 7);
+      assert.equal((await runIsolated(h, ["sh", "-c", "kill -TERM $$"])).status, 143);
+    });
+
+    test("live revocation stops the isolated run with 4 and leaves nothing running", async () => {
+      // Unique, so a concurrent run of this suite cannot be mistaken for ours.
+      const marker = `sleep ${300 + Math.floor(Math.random() * 1_000_000)}`;
+      const running = runIsolated(h, ["sh", "-c", `${marker} & while true; do sleep 0.1; done`]);
+      for (let i = 0; i < 100 && strays(marker).length === 0; i++)
+        await new Promise((res) => setTimeout(res, 50));
+      vallignus(h, ["auth", "revoke-token", "--jti", h.jti]);
+      const r = await running;
+      assert.equal(r.status, 4, `${r.stderr} // ${r.stdout}`);
+      await new Promise((res) => setTimeout(res, 300));
+      assert.deepEqual(strays(marker), []);
+      assert.deepEqual(
+        readdirSync("/proc").filter((p) => {
+          try {
+            // The namespace helper carries the command (and so the marker) in its config.
+            const cmdline = readFileSync(`/proc/${p}/cmdline`, "utf8");
+            return /^\d+$/.test(p) && cmdline.includes("netns-helper") && cmdline.includes(marker);
+          } catch {
+            return false;
+          }
+        }),
+        [],
+      );
+    });
+  });
+}
