@@ -18,7 +18,7 @@ Local authority:
 ${authUsage()}
 
 Firewall:
-  vallignus run [--token T] [--max-runtime D] [--max-requests N] [--max-output-lines N]
+  vallignus run [--token T] [--isolate] [--on-budget stop|deny] [--max-runtime D] [--max-requests N] [--max-output-lines N]
                 [--port P] [--no-session] [--resolve HOST:PORT:ADDR] [--upstream-ca FILE] -- CMD [ARGS…]
 
 Audit and sessions:
