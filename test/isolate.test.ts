@@ -183,77 +183,114 @@ after(async () => {
   udp.close();
 });
 
-for (const user of ["root", "nobody"] as const) {
-  describe(`--isolate as ${user}`, () => {
-    let h: Harness;
-    before(() => {
-      h = makeHarness(user);
-    });
-    after(() => {
-      rmSync(h.root, { recursive: true, force: true });
-    });
+const methods = [
+  ["bwrap", /"isolation_method":"bwrap"/],
+  ["unshare", /"isolation_method":"unshare-(userns|root)"/],
+] as const;
 
-    test("nothing gets around the proxy; the proxy still decides", async () => {
-      const hitsBefore = canaryHits;
-      const r = await runIsolated(h, [
-        process.execPath,
-        join(h.root, "probe.mjs"),
-        String(canaryPort),
-        String(udpPort),
-        String(origin.httpPort),
+for (const [method, recorded] of methods)
+  for (const user of ["root", "nobody"] as const) {
+    describe(`--isolate with ${method}, as ${user}`, () => {
+      let h: Harness;
+      before(() => {
+        h = makeHarness(user);
+        h.env["VALLIGNUS_ISOLATE_METHOD"] = method;
+      });
+      after(() => {
+        rmSync(h.root, { recursive: true, force: true });
+      });
+
+      test("nothing gets around the proxy; the proxy still decides", async () => {
+        const hitsBefore = canaryHits;
+        const r = await runIsolated(h, [
+          process.execPath,
+          join(h.root, "probe.mjs"),
+          String(canaryPort),
+          String(udpPort),
+          String(origin.httpPort),
+        ]);
+        assert.equal(r.status, 0, r.stderr);
+        const out = JSON.parse(r.stdout) as Record<string, unknown>;
+        assert.equal(out["uid"], user === "root" ? 0 : 65534, "the command keeps its own uid");
+        assert.notEqual(out["curlNoProxy"], 0, "curl --noproxy '*' must fail");
+        assert.notEqual(out["netConnect"], "CONNECTED");
+        assert.notEqual(out["fetchWithoutPreload"], "REACHED");
+        assert.notEqual(out["dns"], "RESOLVED");
+        assert.notEqual(out["nsenter"], 0, "nsenter into the host network must fail");
+        assert.equal((JSON.parse(String(out["allowed"])) as { path: string }).path, "/in");
+        assert.equal(
+          (JSON.parse(String(out["denied"])) as { deny_reason: string }).deny_reason,
+          "domain_not_allowed",
+        );
+        await new Promise((res) => setTimeout(res, 200));
+        assert.equal(canaryHits, hitsBefore, "the host loopback listener saw no connection");
+        assert.equal(udpHits, 0, "the host UDP port saw no datagram");
+        const audit = readFileSync(
+          join(h.env["VALLIGNUS_HOME"] ?? "", "audit", "audit.jsonl"),
+          "utf8",
+        );
+        assert.match(audit, /"event":"run_start".*"isolated":true/);
+        assert.match(audit, recorded);
+      });
+
+      test("exit codes and signals pass through", async () => {
+        assert.equal((await runIsolated(h, ["sh", "-c", "exit 7"])).status, 7);
+        assert.equal((await runIsolated(h, ["sh", "-c", "kill -TERM $$"])).status, 143);
+      });
+
+      test("live revocation stops the isolated run with 4 and leaves nothing running", async () => {
+        // Unique, so a concurrent run of this suite cannot be mistaken for ours.
+        const marker = `sleep ${300 + Math.floor(Math.random() * 1_000_000)}`;
+        const running = runIsolated(h, ["sh", "-c", `${marker} & while true; do sleep 0.1; done`]);
+        for (let i = 0; i < 100 && strays(marker).length === 0; i++)
+          await new Promise((res) => setTimeout(res, 50));
+        vallignus(h, ["auth", "revoke-token", "--jti", h.jti]);
+        const r = await running;
+        assert.equal(r.status, 4, `${r.stderr} // ${r.stdout}`);
+        await new Promise((res) => setTimeout(res, 300));
+        assert.deepEqual(strays(marker), []);
+        assert.deepEqual(
+          readdirSync("/proc").filter((p) => {
+            try {
+              // The namespace helper carries the command (and so the marker) in its config.
+              const cmdline = readFileSync(`/proc/${p}/cmdline`, "utf8");
+              return (
+                /^\d+$/.test(p) && cmdline.includes("netns-helper") && cmdline.includes(marker)
+              );
+            } catch {
+              return false;
+            }
+          }),
+          [],
+        );
+      });
+    });
+  }
+
+test("--isolate refuses to run, naming the cause, when it cannot isolate", () => {
+  const h = makeHarness("root");
+  try {
+    const bin = join(h.root, "bin");
+    execFileSync("mkdir", [bin]);
+    // A PATH with sh and node but no bwrap, unshare or ip.
+    for (const tool of ["sh", "touch"])
+      execFileSync("ln", [
+        "-s",
+        execFileSync("sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).trim(),
+        join(bin, tool),
       ]);
-      assert.equal(r.status, 0, r.stderr);
-      const out = JSON.parse(r.stdout) as Record<string, unknown>;
-      assert.equal(out["uid"], user === "root" ? 0 : 65534, "the command keeps its own uid");
-      assert.notEqual(out["curlNoProxy"], 0, "curl --noproxy '*' must fail");
-      assert.notEqual(out["netConnect"], "CONNECTED");
-      assert.notEqual(out["fetchWithoutPreload"], "REACHED");
-      assert.notEqual(out["dns"], "RESOLVED");
-      assert.notEqual(out["nsenter"], 0, "nsenter into the host network must fail");
-      assert.equal((JSON.parse(String(out["allowed"])) as { path: string }).path, "/in");
-      assert.equal(
-        (JSON.parse(String(out["denied"])) as { deny_reason: string }).deny_reason,
-        "domain_not_allowed",
-      );
-      await new Promise((res) => setTimeout(res, 200));
-      assert.equal(canaryHits, hitsBefore, "the host loopback listener saw no connection");
-      assert.equal(udpHits, 0, "the host UDP port saw no datagram");
-      const audit = readFileSync(
-        join(h.env["VALLIGNUS_HOME"] ?? "", "audit", "audit.jsonl"),
-        "utf8",
-      );
-      assert.match(audit, /"event":"run_start".*"isolated":true/);
-      assert.match(audit, /"isolation_method":"unshare-(userns|root)"/);
+    const marker = join(h.root, "started");
+    const r = spawnSync(process.execPath, [h.cli, "run", "--isolate", "--", "touch", marker], {
+      env: { ...h.env, VALLIGNUS_TOKEN: h.token, PATH: bin },
+      encoding: "utf8",
     });
-
-    test("exit codes and signals pass through", async () => {
-      assert.equal((await runIsolated(h, ["sh", "-c", "exit 7"])).status, 7);
-      assert.equal((await runIsolated(h, ["sh", "-c", "kill -TERM $$"])).status, 143);
-    });
-
-    test("live revocation stops the isolated run with 4 and leaves nothing running", async () => {
-      // Unique, so a concurrent run of this suite cannot be mistaken for ours.
-      const marker = `sleep ${300 + Math.floor(Math.random() * 1_000_000)}`;
-      const running = runIsolated(h, ["sh", "-c", `${marker} & while true; do sleep 0.1; done`]);
-      for (let i = 0; i < 100 && strays(marker).length === 0; i++)
-        await new Promise((res) => setTimeout(res, 50));
-      vallignus(h, ["auth", "revoke-token", "--jti", h.jti]);
-      const r = await running;
-      assert.equal(r.status, 4, `${r.stderr} // ${r.stdout}`);
-      await new Promise((res) => setTimeout(res, 300));
-      assert.deepEqual(strays(marker), []);
-      assert.deepEqual(
-        readdirSync("/proc").filter((p) => {
-          try {
-            // The namespace helper carries the command (and so the marker) in its config.
-            const cmdline = readFileSync(`/proc/${p}/cmdline`, "utf8");
-            return /^\d+$/.test(p) && cmdline.includes("netns-helper") && cmdline.includes(marker);
-          } catch {
-            return false;
-          }
-        }),
-        [],
-      );
-    });
-  });
-}
+    assert.equal(r.status, 1);
+    assert.match(
+      r.stderr,
+      /^vallignus: --isolate needs bubblewrap, or unshare, ip.*nothing was started \[ERR_ISOLATE_UNAVAILABLE\]\n$/,
+    );
+    assert.throws(() => readFileSync(marker));
+  } finally {
+    rmSync(h.root, { recursive: true, force: true });
+  }
+});

@@ -1,11 +1,11 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, lstatSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 import { VallignusError } from "../errors.js";
 
 /** How the agent was isolated, as the session and the `run_start` audit event record it. */
-export type IsolationMethod = "unshare-userns" | "unshare-root";
+export type IsolationMethod = "bwrap" | "unshare-userns" | "unshare-root";
 
 export interface IsolationPlan {
   readonly method: IsolationMethod;
@@ -13,6 +13,8 @@ export interface IsolationPlan {
   readonly launcher: readonly string[];
   /** How the helper runs the command without capabilities. */
   readonly dropPrefix: readonly string[];
+  /** Whether the helper itself brings `lo` up and mounts the masks (bwrap does both). */
+  readonly setupInside: boolean;
 }
 
 export const HELPER_PATH = fileURLToPath(new URL("./netns-helper.js", import.meta.url));
@@ -35,9 +37,9 @@ function onPath(tool: string): boolean {
 }
 
 /** Runs the exact recipe with a trivial command: only a real probe proves it works here. */
-function probe(launcher: readonly string[]): string | undefined {
+function probe(launcher: readonly string[], check = "ip link set lo up"): string | undefined {
   const [program, ...args] = launcher;
-  const r = spawnSync(program ?? "unshare", [...args, "sh", "-c", "ip link set lo up"], {
+  const r = spawnSync(program ?? "unshare", [...args, "sh", "-c", check], {
     encoding: "utf8",
     timeout: 5000,
   });
@@ -67,52 +69,103 @@ function diagnose(detail: string): string {
  * Finds a recipe that really isolates on this machine, or refuses with the cause and the fix.
  * There is no fallback to an unisolated run.
  */
-export function planIsolation(): IsolationPlan {
+export function planIsolation(env: NodeJS.ProcessEnv = process.env): IsolationPlan {
   if (process.platform !== "linux") {
     throw new VallignusError(
       "ERR_ISOLATE_UNSUPPORTED",
       `--isolate is supported on Linux only (this is ${process.platform}); nothing was started`,
     );
   }
-  const missing = ["unshare", "ip", "mount"].filter((tool) => !onPath(tool));
-  if (missing.length > 0) {
-    throw new VallignusError(
-      "ERR_ISOLATE_UNAVAILABLE",
-      `--isolate needs ${missing.join(", ")} (Debian: apt-get install util-linux iproute2 mount); nothing was started`,
-    );
-  }
+  // For tests and troubleshooting: pick one of the (equally strict) recipes.
+  const forced = env["VALLIGNUS_ISOLATE_METHOD"];
   const uid = process.getuid?.() ?? 0;
   const gid = process.getgid?.() ?? 0;
-  // The command gets its own uid back, in a nested user namespace that owns none of the
-  // namespaces around it: it cannot bring `lo` down, unmount the masks, or setns out.
-  const userns: IsolationPlan = {
-    method: "unshare-userns",
-    launcher: ["unshare", "--user", "--map-root-user", "--net", "--mount", "--kill-child", "--"],
-    dropPrefix: ["unshare", "--user", `--map-user=${uid}`, `--map-group=${gid}`, "--"],
-  };
-  const usernsProblem = probe(userns.launcher);
-  if (usernsProblem === undefined) return userns;
-  if (uid === 0) {
-    // Root without a working user namespace (no CAP_SETFCAP): new net and mount namespaces, and
-    // the command runs with every capability dropped, so it cannot nsenter back out.
-    const root: IsolationPlan = {
-      method: "unshare-root",
-      launcher: ["unshare", "--net", "--mount", "--kill-child", "--"],
-      dropPrefix: [
-        "setpriv",
-        "--bounding-set=-all",
-        "--inh-caps=-all",
-        "--ambient-caps=-all",
-        "--no-new-privs",
+  const problems: string[] = [];
+
+  if ((forced === undefined || forced === "bwrap") && onPath("bwrap")) {
+    const masks = isolationMasks(env);
+    // bwrap brings `lo` up itself and drops every capability; the command keeps its own uid.
+    const bwrap: IsolationPlan = {
+      method: "bwrap",
+      launcher: [
+        "bwrap",
+        "--unshare-user",
+        "--unshare-net",
+        "--die-with-parent",
+        "--cap-drop",
+        "ALL",
+        "--bind",
+        "/",
+        "/",
+        "--dev-bind",
+        "/dev",
+        "/dev",
+        ...masks.dirs.filter(isRealDirectory).flatMap((dir) => ["--tmpfs", dir]),
+        ...masks.files
+          .filter((f) => existsSync(f))
+          .flatMap((file) => ["--ro-bind", "/dev/null", file]),
         "--",
       ],
+      dropPrefix: [],
+      setupInside: false,
     };
-    if (probe(root.launcher) === undefined && onPath("setpriv")) return root;
+    const problem = probe(bwrap.launcher, "true");
+    if (problem === undefined) return bwrap;
+    problems.push(`bwrap: ${problem}`);
+  } else if (forced === "bwrap") {
+    problems.push("bwrap is not installed");
+  }
+
+  if (forced === undefined || forced === "unshare") {
+    const missing = ["unshare", "ip", "mount"].filter((tool) => !onPath(tool));
+    if (missing.length > 0) {
+      throw new VallignusError(
+        "ERR_ISOLATE_UNAVAILABLE",
+        `--isolate needs bubblewrap, or ${missing.join(", ")} (Debian: apt-get install bubblewrap, or util-linux iproute2 mount); nothing was started`,
+      );
+    }
+    // The command gets its own uid back, in a nested user namespace that owns none of the
+    // namespaces around it: it cannot bring `lo` down, unmount the masks, or setns out.
+    const userns: IsolationPlan = {
+      method: "unshare-userns",
+      launcher: ["unshare", "--user", "--map-root-user", "--net", "--mount", "--kill-child", "--"],
+      dropPrefix: ["unshare", "--user", `--map-user=${uid}`, `--map-group=${gid}`, "--"],
+      setupInside: true,
+    };
+    const usernsProblem = probe(userns.launcher);
+    if (usernsProblem === undefined) return userns;
+    problems.push(usernsProblem);
+    if (uid === 0) {
+      // Root without a working user namespace (no CAP_SETFCAP): new net and mount namespaces,
+      // and the command runs with every capability dropped, so it cannot nsenter back out.
+      const root: IsolationPlan = {
+        method: "unshare-root",
+        launcher: ["unshare", "--net", "--mount", "--kill-child", "--"],
+        dropPrefix: [
+          "setpriv",
+          "--bounding-set=-all",
+          "--inh-caps=-all",
+          "--ambient-caps=-all",
+          "--no-new-privs",
+          "--",
+        ],
+        setupInside: true,
+      };
+      if (probe(root.launcher) === undefined && onPath("setpriv")) return root;
+    }
   }
   throw new VallignusError(
     "ERR_ISOLATE_UNAVAILABLE",
-    `--isolate cannot isolate here: ${diagnose(usernsProblem)}; nothing was started`,
+    `--isolate cannot isolate here: ${diagnose(problems.join("; ") || `unknown method ${forced ?? ""}`)}; nothing was started`,
   );
+}
+
+function isRealDirectory(path: string): boolean {
+  try {
+    return lstatSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /** Filesystem sockets that would be a way around the network namespace. */

@@ -18,6 +18,8 @@ interface HelperConfig {
   /** Directories to cover with an empty tmpfs, files to cover with /dev/null. */
   readonly maskDirs: readonly string[];
   readonly maskFiles: readonly string[];
+  /** False when the launcher (bwrap) already brought `lo` up and mounted the masks. */
+  readonly setupInside: boolean;
   /** Runs the command with no capabilities: a nested user namespace or setpriv. */
   readonly dropPrefix: readonly string[];
   readonly command: readonly string[];
@@ -30,30 +32,37 @@ function fail(message: string): never {
 
 const config = JSON.parse(process.argv[2] ?? "{}") as HelperConfig;
 
-try {
-  execFileSync("ip", ["link", "set", "lo", "up"], { stdio: ["ignore", "ignore", "pipe"] });
-} catch (err) {
-  fail(`cannot bring up lo (${err instanceof Error ? err.message.split("\n")[0] : String(err)})`);
+function setUp(): void {
+  try {
+    execFileSync("ip", ["link", "set", "lo", "up"], { stdio: ["ignore", "ignore", "pipe"] });
+  } catch (err) {
+    fail(`cannot bring up lo (${err instanceof Error ? err.message.split("\n")[0] : String(err)})`);
+  }
+  mask();
 }
 
-for (const dir of config.maskDirs) {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) continue;
-  try {
-    execFileSync("mount", ["-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", dir], {
-      stdio: "ignore",
-    });
-  } catch {
-    fail(`cannot mask ${dir}`);
+function mask(): void {
+  for (const dir of config.maskDirs) {
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) continue;
+    try {
+      execFileSync("mount", ["-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", dir], {
+        stdio: "ignore",
+      });
+    } catch {
+      fail(`cannot mask ${dir}`);
+    }
+  }
+  for (const file of config.maskFiles) {
+    if (!existsSync(file)) continue;
+    try {
+      execFileSync("mount", ["--bind", "/dev/null", file], { stdio: "ignore" });
+    } catch {
+      fail(`cannot mask ${file}`);
+    }
   }
 }
-for (const file of config.maskFiles) {
-  if (!existsSync(file)) continue;
-  try {
-    execFileSync("mount", ["--bind", "/dev/null", file], { stdio: "ignore" });
-  } catch {
-    fail(`cannot mask ${file}`);
-  }
-}
+
+if (config.setupInside) setUp();
 
 function bridge(client: Socket): void {
   const upstream = connect(config.socket);

@@ -296,6 +296,7 @@ export async function runSupervised(
       maskDirs: masks.dirs,
       maskFiles: masks.files,
       dropPrefix: isolation.dropPrefix,
+      setupInside: isolation.setupInside,
       command: options.command,
     };
     argv = [...isolation.launcher, process.execPath, HELPER_PATH, JSON.stringify(config)];
