@@ -158,20 +158,62 @@ export class AuditLog {
    * cannot be extended safely: a broken last line, an I/O error, a closed log.
    */
   append(fields: AuditAppendInput): AuditRecord {
+    this.flushQueue();
+    const [record] = this.appendAll([this.stamp(fields)]);
+    if (record === undefined) throw new Error("unreachable: one record in, one out");
+    return record;
+  }
+
+  /**
+   * Queues a record and writes every record queued in the same turn of the event loop under one
+   * lock and one write(2) (setImmediate), so a busy proxy takes the cross-process lock once per
+   * turn instead of once per request. `ts` is taken now; `close()` writes what is still queued.
+   */
+  enqueue(fields: AuditAppendInput): void {
     this.throwIfUnusable();
-    const ts = typeof fields.ts === "string" ? fields.ts : this.now().toISOString();
+    this.queue.push(this.stamp(fields));
+    this.flushScheduled ??= setImmediate(() => {
+      this.flushScheduled = undefined;
+      this.flushQueue();
+    });
+  }
+
+  private readonly queue: AuditAppendInput[] = [];
+  private flushScheduled: NodeJS.Immediate | undefined;
+
+  private stamp(fields: AuditAppendInput): AuditAppendInput {
+    return typeof fields.ts === "string" ? fields : { ...fields, ts: this.now().toISOString() };
+  }
+
+  private flushQueue(): void {
+    if (this.flushScheduled !== undefined) clearImmediate(this.flushScheduled);
+    this.flushScheduled = undefined;
+    if (this.queue.length === 0) return;
+    this.appendAll(this.queue.splice(0));
+  }
+
+  private appendAll(batch: readonly AuditAppendInput[]): AuditRecord[] {
+    this.throwIfUnusable();
     return withFileLock(this.lockPath, () => {
       const { fd, size } = this.currentFile();
       if (size !== this.knownSize) this.tail = readChainTail(fd, size);
-      const record = orderedRecord(fields, ts, this.tail.seq + 1, this.tail.hash);
-      const hash = auditRecordHash(record);
-      record["hash"] = hash;
-      const line = Buffer.from(`${JSON.stringify(record)}\n`, "utf8");
-      this.writeLine(fd, line, size);
-      this.knownSize = size + line.length;
-      this.tail = { seq: this.tail.seq + 1, hash };
+      const records: AuditRecord[] = [];
+      const lines: string[] = [];
+      let tail = this.tail;
+      for (const fields of batch) {
+        const record = orderedRecord(fields, String(fields.ts), tail.seq + 1, tail.hash);
+        const hash = auditRecordHash(record);
+        record["hash"] = hash;
+        lines.push(`${JSON.stringify(record)}\n`);
+        records.push(record as AuditRecord);
+        tail = { seq: tail.seq + 1, hash };
+      }
+      const data = Buffer.from(lines.join(""), "utf8");
+      this.writeLine(fd, data, size);
+      this.knownSize = size + data.length;
+      this.tail = tail;
       this.scheduleSync();
-      return record as AuditRecord;
+      return records;
     });
   }
 
@@ -184,6 +226,7 @@ export class AuditLog {
 
   /** Flushes and closes; appending afterwards is an error. */
   close(): void {
+    this.flushQueue();
     if (this.fd === undefined) return;
     try {
       this.flush();

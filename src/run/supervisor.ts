@@ -124,6 +124,8 @@ export async function runSupervised(
     jti: claims.jti,
   };
   const audit = AuditLog.open(home, now);
+  // Decisions are queued and written once per event-loop turn; lifecycle events go at once.
+  const decisions = { append: (fields: Record<string, unknown>) => audit.enqueue(fields as never) };
   // Under --isolate, /run is masked inside the namespace: the run's socket must live elsewhere.
   const base = isolation !== undefined && /^\/(var\/)?run(\/|$)/.test(tmpdir()) ? "/tmp" : tmpdir();
   const runDir = mkdtempSync(join(base, "vallignus-run-"));
@@ -171,7 +173,7 @@ export async function runSupervised(
     policy,
     overrides: options.resolve,
     maxRequests: runLimitRequests,
-    audit,
+    audit: decisions,
     stopReason: () => (stop === undefined ? undefined : denyReasonFor(stop)),
     onRequestLimit: () => stopRun("request_limit_exceeded"),
     proxyPort: () => proxy.port,
@@ -181,7 +183,7 @@ export async function runSupervised(
     policy,
     ledger,
     budgetNano,
-    audit,
+    audit: decisions,
     stopReason: () => (stop === undefined ? undefined : denyReasonFor(stop)),
     takeRequestSlot: () => gatekeeper.takeRequestSlot(),
     onBudgetExhausted: () => {
