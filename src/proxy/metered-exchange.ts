@@ -51,6 +51,11 @@ function errorShape(provider: ProviderId): ErrorShape {
   return "openai";
 }
 
+/** Errors of certificate verification, as Node's TLS reports them. */
+function isCertificateError(err: NodeJS.ErrnoException): boolean {
+  return /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ALTNAME/.test(err.code ?? "");
+}
+
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
@@ -356,7 +361,23 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
         }
       });
     });
-    upstream.on("error", (err) => {
+    upstream.on("error", (err: NodeJS.ErrnoException) => {
+      // An upstream we cannot verify is refused, never downgraded; nothing was sent.
+      if (!res.headersSent && isCertificateError(err) && !settled) {
+        settled = true;
+        if (reservation !== undefined) {
+          try {
+            ledger.settle(reservation.id, 0, { reason: "upstream certificate not trusted" });
+          } catch {
+            // The reservation stays open and is charged in full later: fail closed.
+          }
+        }
+        refuse("malformed_request", {
+          ...(model === undefined ? {} : { model }),
+          error: `upstream TLS verification failed: ${err.message}`,
+        });
+        return;
+      }
       if (!res.headersSent) {
         const body = JSON.stringify({
           error: {
