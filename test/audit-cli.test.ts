@@ -138,6 +138,18 @@ test("sessions list, show and replay describe the run", () => {
   assert.equal(sessions.length, 1);
   const id = sessions[0]?.session_id ?? "";
   assert.equal(sessions[0]?.exit_status, 0);
+  const record = JSON.parse(
+    readFileSync(join(t.home, "sessions", id, "session.json"), "utf8"),
+  ) as Record<string, unknown>;
+  assert.equal(record["allowed"], 1);
+  assert.equal(record["denied"], 1);
+  assert.equal(record["end_reason"], "exited");
+  assert.equal(
+    t
+      .ok("audit", "query", "--policy", "support", "--decision", "deny", "--json")
+      .includes('"deny_reason": "domain_not_allowed"'),
+    true,
+  );
   assert.match(t.ok("sessions", "show", id), /support-bot/);
   const replay = t.ok("replay", id);
   assert.match(replay, /allow GET http:\/\/allowed\.test/);

@@ -34,6 +34,13 @@ try {
     out.text = final.content[0].text; out.output = final.usage.output_tokens;
   } else if (mode === "openai-huge") {
     await openai.chat.completions.create({ model: "fake-gpt", max_tokens: 5000000, messages: [{ role: "user", content: "hi" }] });
+  } else if (mode === "openai-loop") {
+    out.calls = 0;
+    for (let i = 0; i < 1000; i++) {
+      await openai.chat.completions.create({ model: "fake-gpt", max_tokens: 100, messages: [{ role: "user", content: "again" }] });
+      out.calls++;
+      console.log(JSON.stringify(out));
+    }
   } else if (mode === "openai-unpriced") {
     await openai.chat.completions.create({ model: "unknown-model-xyz", max_tokens: 10, messages: [{ role: "user", content: "hi" }] });
   }
@@ -73,7 +80,7 @@ async function runAgent(mode: string, token: string, extra: string[] = []) {
   });
 }
 
-function tokenFor(policyId: string, spend: string): string {
+function tokenFor(policyId: string, spend: string, gptPrice = "1/2"): string {
   t.ok(
     "auth",
     "create-policy",
@@ -84,7 +91,7 @@ function tokenFor(policyId: string, spend: string): string {
     "--allowed-domains",
     `api.openai.com:${fake.port},api.anthropic.com:${fake.port}`,
     "--price",
-    "fake-gpt=1/2",
+    `fake-gpt=${gptPrice}`,
     "--price",
     "fake-claude=3/15",
   );
@@ -197,6 +204,37 @@ test("an unpriced model is denied model_price_unknown", async () => {
   assert.equal(r.status, 0, r.stderr);
   assert.equal((JSON.parse(r.stdout) as { error: { status: number } }).error.status, 403);
   assert.equal(metered().at(-1)?.["deny_reason"], "model_price_unknown");
+});
+
+test("an agent looping on a paid API is stopped at the cap, and spend never exceeds it", async () => {
+  // Input priced at 0, so each reservation is the output bound: 100 × $2/M = $0.0002.
+  const token = tokenFor("m-loop", "0.002", "0/2");
+  const before = fake.received.length;
+  const r = await runAgent("openai-loop", token);
+  assert.equal(r.status, 4, r.stderr);
+  assert.match(r.stderr, /budget/);
+  const calls = fake.received.length - before;
+  assert.ok(calls >= 1 && calls < 1000, `the provider saw ${calls} calls`);
+  const ledger = (
+    JSON.parse(t.ok("spend", "--json")) as {
+      policy_id: string;
+      spent_nano: number;
+      reserved_nano: number;
+      budget_nano: number;
+    }[]
+  ).find((l) => l.policy_id === "m-loop");
+  assert.ok(ledger);
+  assert.equal(ledger.reserved_nano, 0);
+  assert.ok(
+    ledger.spent_nano <= ledger.budget_nano,
+    `spent ${ledger.spent_nano} of ${ledger.budget_nano}`,
+  );
+  // Each call costs 30 × $2/M = $0.00006; the run goes on until a reservation no longer fits.
+  assert.equal(ledger.spent_nano, calls * 60_000);
+  assert.ok(
+    ledger.budget_nano - ledger.spent_nano < 200_002,
+    "stopped only when the next call could not fit",
+  );
 });
 
 test("no API key or token text reaches the audit log", () => {

@@ -169,9 +169,11 @@ export class AuditLog {
    * lock and one write(2) (setImmediate), so a busy proxy takes the cross-process lock once per
    * turn instead of once per request. `ts` is taken now; `close()` writes what is still queued.
    */
-  enqueue(fields: AuditAppendInput): void {
+  enqueue(fields: AuditAppendInput, durable = false): void {
     this.throwIfUnusable();
     this.queue.push(this.stamp(fields));
+    // A deny is fsync'd with its batch: the record of a refusal must survive a crash.
+    if (durable) this.syncAfterFlush = true;
     this.flushScheduled ??= setImmediate(() => {
       this.flushScheduled = undefined;
       this.flushQueue();
@@ -179,6 +181,7 @@ export class AuditLog {
   }
 
   private readonly queue: AuditAppendInput[] = [];
+  private syncAfterFlush = false;
   private flushScheduled: NodeJS.Immediate | undefined;
 
   private stamp(fields: AuditAppendInput): AuditAppendInput {
@@ -190,6 +193,10 @@ export class AuditLog {
     this.flushScheduled = undefined;
     if (this.queue.length === 0) return;
     this.appendAll(this.queue.splice(0));
+    if (this.syncAfterFlush) {
+      this.syncAfterFlush = false;
+      this.flush();
+    }
   }
 
   private appendAll(batch: readonly AuditAppendInput[]): AuditRecord[] {

@@ -10,6 +10,7 @@ import { openAuditLogForReading } from "./verify.js";
 export interface AuditFilter {
   readonly session_id?: string;
   readonly agent_id?: string;
+  readonly policy_id?: string;
   /** Only decision records with this outcome (lifecycle events never match). */
   readonly decision?: "allow" | "deny";
   /** Case-insensitive, ignoring one trailing dot, as policies match hosts. */
@@ -27,6 +28,7 @@ function normalizeHost(host: string): string {
 export function matchesAuditFilter(record: AuditRecord, filter: AuditFilter): boolean {
   if (filter.session_id !== undefined && record.session_id !== filter.session_id) return false;
   if (filter.agent_id !== undefined && record.agent_id !== filter.agent_id) return false;
+  if (filter.policy_id !== undefined && record.policy_id !== filter.policy_id) return false;
   if (filter.since !== undefined && !(Date.parse(record.ts) >= filter.since.getTime()))
     return false;
   const decision = isDecisionRecord(record) ? record : undefined;

@@ -28,6 +28,9 @@ export interface SessionRecord {
   readonly isolated: boolean;
   readonly exit_status: number | null;
   readonly end_reason: string | null;
+  /** Decisions of the run, written at its end. */
+  readonly allowed?: number;
+  readonly denied?: number;
 }
 
 /**
@@ -86,7 +89,9 @@ function toSessionRecord(doc: Record<string, unknown>): SessionRecord | undefine
     (doc["arg_count"] === undefined || isInteger(doc["arg_count"])) &&
     typeof doc["isolated"] === "boolean" &&
     (doc["exit_status"] === null || isInteger(doc["exit_status"])) &&
-    (doc["end_reason"] === null || isString(doc["end_reason"]));
+    (doc["end_reason"] === null || isString(doc["end_reason"])) &&
+    (doc["allowed"] === undefined || isInteger(doc["allowed"])) &&
+    (doc["denied"] === undefined || isInteger(doc["denied"]));
   return ok ? (doc as unknown as SessionRecord) : undefined;
 }
 

@@ -167,12 +167,13 @@ const auditCommands: Record<string, { run: Command; summary: string; usage: stri
   },
   query: {
     usage:
-      "query [--session ID] [--agent ID] [--decision allow|deny] [--host H] [--reason R] [--since ISO] [--json]",
+      "query [--session ID] [--agent ID] [--policy ID] [--decision allow|deny] [--host H] [--reason R] [--since ISO] [--json]",
     summary: "records matching every filter given, oldest first",
     run: (ctx, args) => {
       const parsed = parseCommandArgs("audit query", args, {
         session: { type: "string" },
         agent: { type: "string" },
+        policy: { type: "string" },
         decision: { type: "string" },
         host: { type: "string" },
         reason: { type: "string" },
@@ -181,6 +182,7 @@ const auditCommands: Record<string, { run: Command; summary: string; usage: stri
       });
       const session = idFlag(parsed, "session", "session");
       const agent = idFlag(parsed, "agent", "agent");
+      const policy = idFlag(parsed, "policy", "policy");
       const decision = parseDecision(stringFlag(parsed, "decision"));
       const host = stringFlag(parsed, "host");
       const reason = stringFlag(parsed, "reason");
@@ -188,6 +190,7 @@ const auditCommands: Record<string, { run: Command; summary: string; usage: stri
       const records = readAuditRecords(initialized(ctx), {
         ...(session === undefined ? {} : { session_id: session }),
         ...(agent === undefined ? {} : { agent_id: agent }),
+        ...(policy === undefined ? {} : { policy_id: policy }),
         ...(decision === undefined ? {} : { decision }),
         ...(host === undefined ? {} : { host }),
         ...(reason === undefined ? {} : { reason }),

@@ -125,7 +125,15 @@ export async function runSupervised(
   };
   const audit = AuditLog.open(home, now);
   // Decisions are queued and written once per event-loop turn; lifecycle events go at once.
-  const decisions = { append: (fields: Record<string, unknown>) => audit.enqueue(fields as never) };
+  const counts = { allowed: 0, denied: 0 };
+  const decisions = {
+    append: (fields: Record<string, unknown>) => {
+      const denied = fields["decision"] === "deny";
+      if (denied) counts.denied++;
+      else counts.allowed++;
+      audit.enqueue(fields as never, denied);
+    },
+  };
   // Under --isolate, /run is masked inside the namespace: the run's socket must live elsewhere.
   const base = isolation !== undefined && /^\/(var\/)?run(\/|$)/.test(tmpdir()) ? "/tmp" : tmpdir();
   const runDir = mkdtempSync(join(base, "vallignus-run-"));
@@ -363,6 +371,7 @@ export async function runSupervised(
       ended_at: now().toISOString(),
       exit_status: exitStatus,
       end_reason: stop ?? "exited",
+      ...counts,
     });
   }
   rmSync(runDir, { recursive: true, force: true });
