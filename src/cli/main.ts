@@ -1,18 +1,22 @@
 #!/usr/bin/env node
 import { Home, resolveHomeDir } from "../authority/index.js";
 import { EXIT, usageError, VallignusError } from "../errors.js";
-import {
-  auditUsage,
-  runAuditCommand,
-  runReplayCommand,
-  runSessionsCommand,
-} from "./audit-commands.js";
-import { authUsage, runAuthCommand } from "./auth-commands.js";
 import { createPrinter } from "./output.js";
-import { runRunCommand } from "./run-command.js";
-import { runSpendCommand, spendUsage } from "./spend-command.js";
 
-const USAGE = `usage: vallignus <command> [options]
+// Command groups load on demand: `run` should not pay for the audit viewer, nor `auth` for the
+// proxy and the price table.
+const loadAuth = () => import("./auth-commands.js");
+const loadAudit = () => import("./audit-commands.js");
+const loadSpend = () => import("./spend-command.js");
+const loadRun = () => import("./run-command.js");
+
+async function usage(): Promise<string> {
+  const [{ authUsage }, { auditUsage }, { spendUsage }] = await Promise.all([
+    loadAuth(),
+    loadAudit(),
+    loadSpend(),
+  ]);
+  return `usage: vallignus <command> [options]
 
 Local authority:
 ${authUsage()}
@@ -29,12 +33,13 @@ ${spendUsage()}
 
 Every listing and inspect command takes --json. State lives in $VALLIGNUS_HOME (default ~/.vallignus).
 Exit status: 0 ok, 1 failure, 2 usage, 3 token refused, 4 stopped by policy.`;
+}
 
 async function main(argv: readonly string[]): Promise<number> {
   const out = createPrinter();
   const [group, ...rest] = argv;
   if (group === undefined || group === "--help" || group === "-h" || group === "help") {
-    out.line(USAGE);
+    out.line(await usage());
     return group === undefined ? EXIT.usage : EXIT.ok;
   }
   if (group === "--version") {
@@ -44,17 +49,17 @@ async function main(argv: readonly string[]): Promise<number> {
   const ctx = { home: new Home(resolveHomeDir()), now: () => new Date(), out };
   switch (group) {
     case "auth":
-      return runAuthCommand(ctx, rest);
+      return (await loadAuth()).runAuthCommand(ctx, rest);
     case "run":
-      return runRunCommand(ctx, rest);
+      return (await loadRun()).runRunCommand(ctx, rest);
     case "audit":
-      return runAuditCommand(ctx, rest);
+      return (await loadAudit()).runAuditCommand(ctx, rest);
     case "sessions":
-      return runSessionsCommand(ctx, rest);
+      return (await loadAudit()).runSessionsCommand(ctx, rest);
     case "replay":
-      return runReplayCommand(ctx, rest);
+      return (await loadAudit()).runReplayCommand(ctx, rest);
     case "spend":
-      return runSpendCommand(ctx, rest);
+      return (await loadSpend()).runSpendCommand(ctx, rest);
     default:
       throw usageError(
         "ERR_CLI_UNKNOWN_COMMAND",

@@ -4,7 +4,7 @@ export { readLlmRequest, DEFAULT_MAX_REQUEST_BODY_BYTES } from "./llm-request.js
 export type { LlmApi, LlmRequest, LlmRequestReading } from "./llm-request.js";
 export { createUsageReader } from "./usage.js";
 export type { Usage, UsageReader } from "./usage.js";
-export { costNanoUsd, findContextWindow, findPricing } from "./prices.js";
+export { costNanoUsd, findContextWindow, findPricing, loadPriceTable } from "./prices.js";
 export type { ModelPricing, TokenUsage } from "./prices.js";
 export {
   cheapestNextRequestNanoUsd,

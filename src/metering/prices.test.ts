@@ -8,8 +8,11 @@ import {
   findPricing,
   usdPerMTokToNano,
   type ModelPricing,
+  loadPriceTable,
 } from "./prices.js";
 import type { ProviderId } from "./providers.js";
+
+await loadPriceTable();
 
 const AT = new Date("2025-10-01T12:00:00Z");
 const NO_OVERRIDES: PolicyRules["prices"] = {};

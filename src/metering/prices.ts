@@ -11,10 +11,20 @@
  * prices for one component (context tiers, time-of-day windows, 5-minute vs 1-hour cache
  * writes) we take the highest.
  */
-import { calcPrice, type ModelInfo, type ModelPrice } from "@pydantic/genai-prices";
+import type { ModelInfo, ModelPrice } from "@pydantic/genai-prices";
 
 import { parseUsdToNano, type PolicyRules } from "../policy/index.js";
 import type { ProviderId } from "./providers.js";
+
+let priceTable: typeof import("@pydantic/genai-prices") | undefined;
+
+/**
+ * Loads the offline price table. It is large, so it is loaded once, on the first metered call
+ * (or by whoever prices first), not at every CLI start.
+ */
+export async function loadPriceTable(): Promise<void> {
+  priceTable ??= await import("@pydantic/genai-prices");
+}
 
 /** What one model costs. Prices are integer nano-USD per million tokens (USD/MTok × 1e9). */
 export interface ModelPricing {
@@ -183,7 +193,9 @@ interface TableEntry {
 function lookUp(tableProvider: string, model: string, at: Date): TableEntry | undefined {
   try {
     // An empty usage prices nothing; we only want the matched model and its price map.
-    const result = calcPrice({}, model, { providerId: tableProvider, timestamp: at });
+    if (priceTable === undefined)
+      throw new Error("the price table is not loaded (call loadPriceTable)");
+    const result = priceTable.calcPrice({}, model, { providerId: tableProvider, timestamp: at });
     return result === null ? undefined : { model: result.model, priceAt: result.model_price };
   } catch {
     // A malformed table entry or an invalid date: no price, so the request is denied.

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { costNanoUsd, type ModelPricing } from "./prices.js";
+import { costNanoUsd, loadPriceTable, type ModelPricing } from "./prices.js";
 import {
   cheapestNextRequestNanoUsd,
   DEFAULT_MAX_OUTPUT_TOKENS,
@@ -10,6 +10,8 @@ import {
   REQUEST_INPUT_TOKEN_ALLOWANCE,
   reservationNanoUsd,
 } from "./reservation.js";
+
+await loadPriceTable();
 
 const gpt4oMini: ModelPricing = {
   source: "table",

@@ -10,6 +10,7 @@ import {
   findContextWindow,
   findPricing,
   inputTokenBound,
+  loadPriceTable,
   meteredProviderFor,
   readLlmRequest,
   reservationNanoUsd,
@@ -186,6 +187,7 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
         refuse("model_not_allowed", { model });
         return;
       }
+      await loadPriceTable();
       pricing = findPricing(provider, model, policy.rules.prices, options.now());
       if (pricing === undefined) {
         refuse("model_price_unknown", { model });
