@@ -522,7 +522,7 @@ class Journal {
    * Appends lines with one write(2) and makes them durable with one fdatasync before folding
    * them in. Call only under the lock, after `refresh(true)`.
    */
-  append(entries: readonly Readonly<Record<string, unknown>>[]): void {
+  append(entries: readonly Readonly<Record<string, unknown>>[], durable = true): void {
     const fd = this.requireFd();
     let seq = this.fold.nextSeq;
     const lines = entries.map((e) => ({ seq: seq++, ...e }));
@@ -547,7 +547,7 @@ class Journal {
       );
     }
     try {
-      fdatasyncSync(fd);
+      if (durable) fdatasyncSync(fd);
     } catch (err) {
       throw new VallignusError(
         "ERR_LEDGER_WRITE",
@@ -666,17 +666,25 @@ class OpenLedger implements Ledger {
         throw new VallignusError("ERR_LEDGER_AMOUNT", `settle: spent would overflow`);
       const count = (n: number | undefined) =>
         n !== undefined && Number.isSafeInteger(n) && n >= 0 ? n : undefined;
-      this.write({
-        type: "settle",
-        id,
-        actual_nano: actualNano,
-        // Token counts are for people reading the journal; a bad one is dropped, not fatal.
-        input_tokens: count(meta.inputTokens),
-        output_tokens: count(meta.outputTokens),
-        charged_full: meta.charged_full,
-        reason: meta.reason === undefined ? undefined : label(meta.reason),
-        ts: this.now().toISOString(),
-      });
+      // A settle at or below its reservation need not wait for the disk: if a crash loses it,
+      // recovery charges the whole reservation instead — more, never less. A settle above it
+      // (the provider reported more than our bound) is made durable at once. The next fsync of
+      // this file (any reservation) makes earlier settles durable too.
+      const reservedAmount = fold.open.get(id)?.amount ?? 0;
+      this.write(
+        {
+          type: "settle",
+          id,
+          actual_nano: actualNano,
+          // Token counts are for people reading the journal; a bad one is dropped, not fatal.
+          input_tokens: count(meta.inputTokens),
+          output_tokens: count(meta.outputTokens),
+          charged_full: meta.charged_full,
+          reason: meta.reason === undefined ? undefined : label(meta.reason),
+          ts: this.now().toISOString(),
+        },
+        actualNano > reservedAmount,
+      );
       return fold.state();
     });
   }
@@ -702,9 +710,9 @@ class OpenLedger implements Ledger {
     });
   }
 
-  private write(entry: Readonly<Record<string, unknown>>): void {
+  private write(entry: Readonly<Record<string, unknown>>, durable = true): void {
     this.guard(() => {
-      this.journal.append([entry]);
+      this.journal.append([entry], durable);
     });
   }
 
