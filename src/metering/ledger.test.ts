@@ -704,3 +704,42 @@ test("listLedgers summarises every token, oldest first", () => {
   ]);
   assert.equal(readLedgerSummary(home, "missing"), undefined);
 });
+
+test("reserveBatch: checks each request against the ones before it and commits them together", () => {
+  const { home, cleanup } = batchHome();
+  try {
+    const ledger = openLedger(home, {
+      jti: "b".repeat(32),
+      agentId: "a",
+      policyId: "p",
+      policyVersion: 1,
+      budgetNano: 1000,
+      owner: { sessionId: "s", pid: process.pid },
+    });
+    const results = ledger.reserveBatch([
+      { amountNano: 600, meta: { provider: "openai", model: "m" } },
+      { amountNano: 500, meta: { provider: "openai", model: "m" } },
+      { amountNano: 400, meta: { provider: "openai", model: "m" } },
+    ]);
+    assert.deepEqual(
+      results.map((r) => r.ok),
+      [true, false, true],
+    );
+    assert.equal(ledger.state().reservedNano, 1000);
+    const ids = results.flatMap((r) => (r.ok ? [r.id] : []));
+    assert.equal(new Set(ids).size, 2);
+    for (const id of ids) ledger.settle(id, 100);
+    assert.equal(ledger.state().spentNano, 200);
+    assert.equal(ledger.state().reservedNano, 0);
+    ledger.close();
+  } finally {
+    cleanup();
+  }
+});
+
+function batchHome(): { home: Home; cleanup: () => void } {
+  const root = mkdtempSync(join(tmpdir(), "vallignus-ledger-batch-"));
+  const home = new Home(join(root, "home"));
+  home.ensureLayout();
+  return { home, cleanup: () => rmSync(root, { recursive: true, force: true }) };
+}

@@ -137,6 +137,12 @@ export interface Ledger {
    */
   reserve(amountNano: number, meta: ReserveMeta): ReserveResult;
   /**
+   * Several reservations in one atomic step: each is checked in order against what the earlier
+   * ones took, and all accepted ones become durable with one write and one fdatasync (group
+   * commit). Results are in the order of the requests.
+   */
+  reserveBatch(requests: readonly { amountNano: number; meta: ReserveMeta }[]): ReserveResult[];
+  /**
    * Replaces reservation `id` by its actual cost (which is recorded even when it exceeds the
    * reservation: spent is spent). Settling an id again, or one recovery already charged, changes
    * nothing and returns the current state.
@@ -649,6 +655,39 @@ class OpenLedger implements Ledger {
         ts: this.now().toISOString(),
       });
       return { ok: true, id, state: fold.state() };
+    });
+  }
+
+  reserveBatch(requests: readonly { amountNano: number; meta: ReserveMeta }[]): ReserveResult[] {
+    for (const r of requests) assertAmount("reserve", r.amountNano);
+    return this.locked(() => {
+      const fold = this.journal.fold;
+      const budget = this.journal.header.budget_nano;
+      let taken = fold.spent + fold.reserved;
+      const entries: Record<string, unknown>[] = [];
+      const ids = requests.map((r) => {
+        if (taken + r.amountNano > budget) return undefined;
+        taken += r.amountNano;
+        // append() numbers the lines from nextSeq in order, so the id is known now.
+        const id = `r${fold.nextSeq + entries.length}`;
+        entries.push({
+          type: "reserve",
+          id,
+          amount_nano: r.amountNano,
+          provider: label(r.meta.provider),
+          model: label(r.meta.model),
+          ...this.owner,
+          ts: this.now().toISOString(),
+        });
+        return id;
+      });
+      if (entries.length > 0) {
+        this.guard(() => {
+          this.journal.append(entries);
+        });
+      }
+      const state = fold.state();
+      return ids.map((id) => (id === undefined ? { ok: false, state } : { ok: true, id, state }));
     });
   }
 

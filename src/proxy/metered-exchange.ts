@@ -15,6 +15,7 @@ import {
   readLlmRequest,
   reservationNanoUsd,
   type Ledger,
+  type ReserveResult,
   type ModelPricing,
   type ProviderId,
   type Usage,
@@ -87,6 +88,33 @@ function usd(nano: number): string {
  */
 export function createMeteredHandler(options: MeterOptions): InnerHandler {
   const { identity, policy, ledger } = options;
+  // Group commit: the reservations asked for in one turn of the event loop are checked in
+  // order and made durable together, with one lock and one fdatasync.
+  const waiting: {
+    amountNano: number;
+    meta: { provider: string; model: string };
+    done: (result: ReserveResult) => void;
+    fail: (err: unknown) => void;
+  }[] = [];
+  const reserveSoon = (amountNano: number, meta: { provider: string; model: string }) =>
+    new Promise<ReserveResult>((done, fail) => {
+      waiting.push({ amountNano, meta, done, fail });
+      if (waiting.length === 1) {
+        setImmediate(() => {
+          const batch = waiting.splice(0);
+          try {
+            const results = ledger.reserveBatch(batch);
+            batch.forEach((entry, i) => {
+              const result = results[i];
+              if (result === undefined) entry.fail(new Error("no result for a reservation"));
+              else entry.done(result);
+            });
+          } catch (err) {
+            for (const entry of batch) entry.fail(err);
+          }
+        });
+      }
+    });
   const agent = new HttpsAgent({ keepAlive: true, maxSockets: 64, ca: [...options.upstreamRoots] });
 
   return (req: IncomingMessage, res: ServerResponse, tunnel: TunnelContext) => {
@@ -210,7 +238,7 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
       });
       let reserved;
       try {
-        reserved = ledger.reserve(amount, { provider, model });
+        reserved = await reserveSoon(amount, { provider, model });
       } catch (err) {
         refuse("malformed_request", {
           model,
