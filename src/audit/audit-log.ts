@@ -1,5 +1,6 @@
 import {
   closeSync,
+  fdatasync,
   fdatasyncSync,
   fstatSync,
   fsyncSync,
@@ -306,11 +307,13 @@ export class AuditLog {
     if (this.syncTimer !== undefined) return;
     this.syncTimer = setTimeout(() => {
       this.syncTimer = undefined;
-      try {
-        if (this.fd !== undefined) fdatasyncSync(this.fd);
-      } catch (err) {
-        this.syncError = err;
-      }
+      const fd = this.fd;
+      if (fd === undefined) return;
+      // Off the event loop: a busy proxy must not stall on the disk every 100 ms.
+      fdatasync(fd, (err) => {
+        // An error after close() is about a descriptor we gave up (close synced already).
+        if (err !== null && this.fd === fd) this.syncError = err;
+      });
     }, SYNC_INTERVAL_MS);
     // A pending sync must not keep a finished run alive; close() syncs anyway.
     this.syncTimer.unref();
