@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, test } from "node:test";
+import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
+import { test } from "node:test";
 
 import {
   AuditLog,
@@ -12,36 +10,10 @@ import {
 } from "../audit/index.js";
 import { Home } from "../authority/index.js";
 import { runAuditCommand, runReplayCommand, runSessionsCommand } from "./audit-commands.js";
-import type { CommandContext } from "./auth-commands.js";
-import { createPrinter } from "./output.js";
+import { captureContext, tempCommandHome } from "../../test/helpers/command-context.js";
 
-const roots: string[] = [];
-after(() => {
-  for (const root of roots) rmSync(root, { recursive: true, force: true });
-});
-
-/** A context whose printer writes, uncoloured, into `text()`. */
-function context(home: Home): CommandContext & { text(): string } {
-  let buffer = "";
-  const stream = {
-    isTTY: false,
-    write: (chunk: string) => {
-      buffer += chunk;
-      return true;
-    },
-  } as unknown as NodeJS.WriteStream;
-  return { home, now: () => new Date(), out: createPrinter(stream, {}), text: () => buffer };
-}
-
-function tempHome(initialized = true): Home {
-  const root = mkdtempSync(join(tmpdir(), "vallignus-audit-cli-"));
-  roots.push(root);
-  const home = new Home(join(root, "home"));
-  home.ensureLayout();
-  // `auth init` is not under test here: an active key name is what "initialized" means.
-  if (initialized) writeFileSync(home.path("keys", "active"), "test-kid\n");
-  return home;
-}
+const context = captureContext;
+const tempHome = (initialized = true) => tempCommandHome("vallignus-audit-cli-", initialized);
 
 const SESSION = "20261126t181500z-ab12cd34";
 const identity = {

@@ -1,44 +1,15 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 
 import { Home } from "../authority/index.js";
 import { VallignusError } from "../errors.js";
 import { openLedger, type OpenLedgerOptions } from "../metering/ledger.js";
-import type { CommandContext } from "./auth-commands.js";
-import { createPrinter } from "./output.js";
+import { captureContext, tempCommandHome } from "../../test/helpers/command-context.js";
 import { runSpendCommand, spendUsage } from "./spend-command.js";
 
-const roots: string[] = [];
-after(() => {
-  for (const root of roots) rmSync(root, { recursive: true, force: true });
-});
-
-/** A context whose printer writes, uncoloured, into `text()`. */
-function context(home: Home): CommandContext & { text(): string } {
-  let buffer = "";
-  const stream = {
-    isTTY: false,
-    write: (chunk: string) => {
-      buffer += chunk;
-      return true;
-    },
-  } as unknown as NodeJS.WriteStream;
-  return { home, now: () => new Date(), out: createPrinter(stream, {}), text: () => buffer };
-}
-
-function tempHome(initialized = true): Home {
-  const root = mkdtempSync(join(tmpdir(), "vallignus-spend-cli-"));
-  roots.push(root);
-  const home = new Home(join(root, "home"));
-  home.ensureLayout();
-  // `auth init` is not under test here: an active key name is what "initialized" means.
-  if (initialized) writeFileSync(home.path("keys", "active"), "test-kid\n");
-  return home;
-}
+const context = captureContext;
+const tempHome = (initialized = true) => tempCommandHome("vallignus-spend-cli-", initialized);
 
 function ledgerOptions(overrides: Partial<OpenLedgerOptions>): OpenLedgerOptions {
   return {
