@@ -231,6 +231,15 @@ for (const [method, recorded] of methods)
         );
         assert.match(audit, /"event":"run_start".*"isolated":true/);
         assert.match(audit, recorded);
+        const sessions = readdirSync(join(h.env["VALLIGNUS_HOME"] ?? "", "sessions"));
+        const session = JSON.parse(
+          readFileSync(
+            join(h.env["VALLIGNUS_HOME"] ?? "", "sessions", sessions[0] ?? "", "session.json"),
+            "utf8",
+          ),
+        ) as Record<string, unknown>;
+        assert.equal(session["isolated"], true);
+        assert.match(JSON.stringify(session), recorded);
       });
 
       test("exit codes and signals pass through", async () => {

@@ -26,6 +26,8 @@ export interface SessionRecord {
   readonly command: readonly string[];
   readonly arg_count?: number;
   readonly isolated: boolean;
+  /** How `--isolate` isolated the run (bwrap, unshare-userns, unshare-root), or null. */
+  readonly isolation_method?: string | null;
   readonly exit_status: number | null;
   readonly end_reason: string | null;
   /** Decisions of the run, written at its end. */

@@ -219,6 +219,7 @@ export async function runSupervised(
     jti: claims.jti,
     ...summarizeCommand(options.command),
     isolated: isolation !== undefined,
+    isolation_method: isolation?.method ?? null,
   };
   if (!options.noSession) {
     writeSessionRecord(home, { ...session, ended_at: null, exit_status: null, end_reason: null });
