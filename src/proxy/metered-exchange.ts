@@ -1,5 +1,6 @@
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { createSecureContext } from "node:tls";
 
 import type { CompiledPolicy, DenyReason } from "../policy/index.js";
 import { formatNanoUsd } from "../policy/index.js";
@@ -115,7 +116,13 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
         });
       }
     });
-  const agent = new HttpsAgent({ keepAlive: true, maxSockets: 64, ca: [...options.upstreamRoots] });
+  // One secure context for the trusted roots, made once: passing `ca` instead would make Node
+  // build the pool key from ~200 KB of PEM, and reparse it, on every request.
+  const agent = new HttpsAgent({
+    keepAlive: true,
+    maxSockets: 64,
+    secureContext: createSecureContext({ ca: [...options.upstreamRoots] }),
+  });
 
   return (req: IncomingMessage, res: ServerResponse, tunnel: TunnelContext) => {
     void serve(req, res, tunnel);
@@ -360,8 +367,9 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
       setHost: false,
     });
     upstream.on("socket", (socket) => {
-      socket.once("secureConnect", () => (sent = true));
-      if (!socket.connecting) sent = true;
+      // A kept-alive socket is connected already; only a new one waits for its handshake.
+      if (socket.connecting) socket.once("secureConnect", () => (sent = true));
+      else sent = true;
     });
     upstream.on("response", (up: IncomingMessage) => {
       const reader = createUsageReader(request, reading.usageInjected, up.headers["content-type"]);
