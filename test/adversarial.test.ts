@@ -4,7 +4,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { CLI, makeTempHome, type TempHome } from "./helpers/cli.js";
+import { CLI, makeQuickstartHome, type TempHome } from "./helpers/cli.js";
 import { startOrigin, type Origin } from "./helpers/origin.js";
 
 let origin: Origin;
@@ -45,21 +45,10 @@ function send(raw) {
 
 before(async () => {
   origin = await startOrigin(["allowed.test"]);
-  t = makeTempHome();
-  t.ok("auth", "init");
-  t.ok("auth", "create-agent", "--agent-id", "support-bot", "--owner", "you@example.com");
   const p = origin.httpPort;
-  t.ok(
-    "auth",
-    "create-policy",
-    "--policy-id",
-    "support",
-    "--max-spend-usd",
-    "5",
-    "--allowed-domains",
-    `allowed.test:${p},localhost:${p}`,
-  );
-  token = t.ok("auth", "issue-token", "--agent-id", "support-bot", "--policy-id", "support").trim();
+  const home = makeQuickstartHome(`allowed.test:${p},localhost:${p}`);
+  t = home;
+  token = home.token;
   writeFileSync(join(t.root, "agent.js"), AGENT);
 });
 

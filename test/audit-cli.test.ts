@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { CLI, errorCode, makeTempHome, type TempHome } from "./helpers/cli.js";
+import { CLI, errorCode, makeQuickstartHome, type TempHome } from "./helpers/cli.js";
 import { startOrigin, type Origin } from "./helpers/origin.js";
 
 let origin: Origin;
@@ -38,20 +38,9 @@ const DECISION_FIELDS = [
 
 before(async () => {
   origin = await startOrigin(["allowed.test"]);
-  t = makeTempHome();
-  t.ok("auth", "init");
-  t.ok("auth", "create-agent", "--agent-id", "support-bot", "--owner", "you@example.com");
-  t.ok(
-    "auth",
-    "create-policy",
-    "--policy-id",
-    "support",
-    "--max-spend-usd",
-    "5",
-    "--allowed-domains",
-    `allowed.test:${origin.httpPort}`,
-  );
-  token = t.ok("auth", "issue-token", "--agent-id", "support-bot", "--policy-id", "support").trim();
+  const home = makeQuickstartHome(`allowed.test:${origin.httpPort}`);
+  t = home;
+  token = home.token;
   const url = (host: string) => `http://${host}:${origin.httpPort}/a?token=hunter2`;
   const status = await new Promise<number | null>((done) => {
     const child = spawn(

@@ -4,7 +4,14 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
-import { CLI, errorCode, makeTempHome, type CliResult, type TempHome } from "./helpers/cli.js";
+import {
+  CLI,
+  errorCode,
+  makeQuickstartHome,
+  makeTempHome,
+  type CliResult,
+  type TempHome,
+} from "./helpers/cli.js";
 import { startOrigin, type Origin } from "./helpers/origin.js";
 
 let origin: Origin;
@@ -67,20 +74,11 @@ function assertDeny(body: string, reason: string): void {
 
 before(async () => {
   origin = await startOrigin(["allowed.test", "denied.test"]);
-  t = makeTempHome();
-  t.ok("auth", "init");
-  t.ok("auth", "create-agent", "--agent-id", "support-bot", "--owner", "you@example.com");
-  t.ok(
-    "auth",
-    "create-policy",
-    "--policy-id",
-    "support",
-    "--max-spend-usd",
-    "5",
-    "--allowed-domains",
+  const home = makeQuickstartHome(
     `allowed.test:${origin.httpPort},allowed.test:${origin.httpsPort}`,
   );
-  token = t.ok("auth", "issue-token", "--agent-id", "support-bot", "--policy-id", "support").trim();
+  t = home;
+  token = home.token;
   resolveArgs = [origin.httpPort, origin.httpsPort].flatMap((p) => [
     "--resolve",
     `allowed.test:${p}:127.0.0.1`,

@@ -61,8 +61,10 @@ export function makeTempHome(prefix = "vallignus-test-"): TempHome {
   };
 }
 
-/** A home with the quickstart's agent and policy, and a token for them. */
-export function makeQuickstartHome(): TempHome & { token: string } {
+/** A home with the quickstart's agent and policy (these domains allowed), and a token for them. */
+export function makeQuickstartHome(
+  allowedDomains = "api.openai.com",
+): TempHome & { token: string } {
   const t = makeTempHome();
   t.ok("auth", "init");
   t.ok("auth", "create-agent", "--agent-id", "support-bot", "--owner", "you@example.com");
@@ -74,7 +76,7 @@ export function makeQuickstartHome(): TempHome & { token: string } {
     "--max-spend-usd",
     "5",
     "--allowed-domains",
-    "api.openai.com",
+    allowedDomains,
   );
   const token = t
     .ok("auth", "issue-token", "--agent-id", "support-bot", "--policy-id", "support")
