@@ -16,8 +16,8 @@ import { dirname } from "node:path";
 import { withFileLock } from "../authority/file-lock.js";
 import type { Home } from "../authority/index.js";
 import { isErrnoException, VallignusError } from "../errors.js";
+import { sha256Hex } from "../authority/canonical-json.js";
 import {
-  auditRecordHash,
   GENESIS_HASH,
   isHashHex,
   type AuditAppendInput,
@@ -210,9 +210,11 @@ export class AuditLog {
       let tail = this.tail;
       for (const fields of batch) {
         const record = orderedRecord(fields, String(fields.ts), tail.seq + 1, tail.hash);
-        const hash = auditRecordHash(record);
+        // What auditRecordHash(record) computes, from the text we write anyway.
+        const text = JSON.stringify(record);
+        const hash = sha256Hex(text);
         record["hash"] = hash;
-        lines.push(`${JSON.stringify(record)}\n`);
+        lines.push(`${text.slice(0, -1)},"hash":"${hash}"}\n`);
         records.push(record as AuditRecord);
         tail = { seq: tail.seq + 1, hash };
       }

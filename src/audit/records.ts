@@ -1,4 +1,4 @@
-import { canonicalJson, sha256Hex } from "../authority/canonical-json.js";
+import { sha256Hex } from "../authority/canonical-json.js";
 import type { DenyReason } from "../policy/index.js";
 
 /** `prev_hash` of the first record: there is nothing before it to link to. */
@@ -86,10 +86,15 @@ export function isDecisionRecord(record: AuditRecord): record is DecisionRecord 
   return "decision" in record && !("event" in record);
 }
 
-/** The chain hash: sha256 over the canonical JSON of every field but `hash`, so key order is free. */
+/**
+ * The chain hash: sha256 over the record's JSON text without `hash`, keys in the order written
+ * (`hash` is always the last key of a line, so parsing a line and serializing it again without
+ * `hash` gives back the hashed text). Hashing the text we write anyway, rather than a second,
+ * key-sorted serialization, halves the cost of an audit line.
+ */
 export function auditRecordHash(record: Readonly<Record<string, unknown>>): string {
   const { hash: _ignored, ...rest } = record;
-  return sha256Hex(canonicalJson(rest));
+  return sha256Hex(JSON.stringify(rest));
 }
 
 const HASH_PATTERN = /^[0-9a-f]{64}$/;

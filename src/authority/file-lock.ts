@@ -1,9 +1,9 @@
-import { randomBytes } from "node:crypto";
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
 
 import { VallignusError, isErrnoException } from "../errors.js";
 
 const RETRY_MS = 5;
+let holdings = 0;
 const TIMEOUT_MS = 15_000;
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
@@ -36,7 +36,8 @@ function readLockOwner(path: string): { text: string; pid: number } | undefined 
  * synchronous: a lock left by a crashed process is recognised by its dead pid, not by a timer.
  */
 export function withFileLock<T>(path: string, fn: () => T): T {
-  const owner = `${process.pid} ${randomBytes(8).toString("hex")}\n`;
+  // Unique per holding, so a stealer re-reading the file can tell a new holder from the old one.
+  const owner = `${process.pid} ${String(++holdings)} ${String(Date.now())}\n`;
   const deadline = Date.now() + TIMEOUT_MS;
   for (;;) {
     try {
@@ -70,6 +71,7 @@ export function withFileLock<T>(path: string, fn: () => T): T {
   try {
     return fn();
   } finally {
-    if (readLockOwner(path)?.text === owner) unlinkSync(path);
+    // Ours to remove without reading it back: a lock is only ever taken over from a dead pid.
+    unlinkSync(path);
   }
 }

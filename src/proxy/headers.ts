@@ -12,8 +12,12 @@ const HOP_BY_HOP = new Set([
   "upgrade",
 ]);
 
-/** Copies raw headers, dropping hop-by-hop ones and any named by Connection. */
-export function forwardHeaders(raw: readonly string[], keepUpgrade: boolean): string[] {
+/** Copies raw headers, dropping hop-by-hop ones, any named by Connection, and `alsoDrop`. */
+export function forwardHeaders(
+  raw: readonly string[],
+  keepUpgrade: boolean,
+  alsoDrop?: ReadonlySet<string>,
+): string[] {
   const named = new Set<string>();
   for (let i = 0; i < raw.length; i += 2) {
     if ((raw[i] ?? "").toLowerCase() === "connection") {
@@ -28,7 +32,7 @@ export function forwardHeaders(raw: readonly string[], keepUpgrade: boolean): st
       out.push(name, raw[i + 1] ?? "");
       continue;
     }
-    if (HOP_BY_HOP.has(lower) || named.has(lower)) continue;
+    if (HOP_BY_HOP.has(lower) || named.has(lower) || alsoDrop?.has(lower) === true) continue;
     out.push(name, raw[i + 1] ?? "");
   }
   return out;
