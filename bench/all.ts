@@ -2,6 +2,8 @@
 // mitmproxy), in one run on this machine, with every comparison a ratio taken inside one round.
 //
 //   npm run bench            (builds, then: node --import tsx bench/all.ts)
+//   npm run bench -- --only=http,chat   (some groups: rss, http, tunnel, chat, micro, startup;
+//                                        printed only, bench/RESULTS.md is left alone)
 //
 // 1. Installs what is missing with apt-get (squid, tinyproxy, mitmproxy, wrk, hyperfine), quietly;
 //    a package that cannot be installed turns its columns into "n/a (not installable)".
@@ -48,6 +50,7 @@ const RESULTS = join(HERE, "RESULTS.md");
 
 const ROUNDS = 3;
 const HTTP_SECONDS = 3;
+const HTTP_WARMUP_SECONDS = 1;
 const CHAT_MS = 3000;
 const CHAT_WARMUP_MS = 500;
 const CHAT_CONNECTIONS = 20;
@@ -64,6 +67,19 @@ type Column = (typeof COLUMNS)[number];
 const PROXIES = ["vallignus", ...PEERS] as const;
 
 const log = (text: string) => process.stderr.write(`${text}\n`);
+
+const GROUPS = ["rss", "http", "tunnel", "chat", "micro", "startup"] as const;
+/** `--only http,chat`: run just those groups and print, without writing bench/RESULTS.md. */
+const only = (() => {
+  const arg = process.argv.find((a) => a.startsWith("--only="));
+  if (arg === undefined) return undefined;
+  const names = arg.slice("--only=".length).split(",");
+  const unknown = names.filter((n) => !GROUPS.some((g) => g === n));
+  if (unknown.length > 0)
+    throw new Error(`--only: unknown group ${unknown.join(",")}; use ${GROUPS.join(",")}`);
+  return new Set(names);
+})();
+const want = (group: (typeof GROUPS)[number]) => only === undefined || only.has(group);
 
 /** Percent of all CPUs busy over `ms`, from /proc/stat (NaN elsewhere). */
 async function cpuBusy(ms: number): Promise<number> {
@@ -571,6 +587,8 @@ function lastJson(label: string, exit: Exit): Record<string, unknown> {
   return json;
 }
 
+const shellQuote = (arg: string) => `'${arg.replaceAll("'", "'\\''")}'`;
+
 const num = (v: unknown) => (typeof v === "number" ? v : Number.NaN);
 
 // ---------------------------------------------------------------------------------------------
@@ -716,19 +734,19 @@ async function httpRows(setup: Setup, connections: number, loadRow?: Row): Promi
         let run: ColumnRun;
         if (setup.wrk !== undefined) {
           const threads = String(Math.min(connections, 2));
+          const bin = setup.wrk;
+          const wrk = (seconds: number) =>
+            [bin, "-t", threads, "-c", String(connections), "-d", `${seconds}s`]
+              .concat(["--timeout", "5s", "-s", WRK_LUA, url])
+              .map(shellQuote)
+              .join(" ");
+          // The same proxy process first serves a warm-up load, unmeasured: wrk corrects for
+          // coordinated omission, so one start-up stall (JIT, first connection) would otherwise
+          // stand in for hundreds of requests in the p99.
           run = await runAs(setup, column, [
-            setup.wrk,
-            "-t",
-            threads,
+            "sh",
             "-c",
-            String(connections),
-            "-d",
-            `${HTTP_SECONDS}s`,
-            "--timeout",
-            "5s",
-            "-s",
-            WRK_LUA,
-            url,
+            `${wrk(HTTP_WARMUP_SECONDS)} >/dev/null 2>&1; exec ${wrk(HTTP_SECONDS)}`,
           ]);
           const j = lastJson(`wrk ${column}`, run.exit);
           // A proxy that closes the connection after each response without saying so (tinyproxy)
@@ -1315,7 +1333,7 @@ async function main(): Promise<void> {
     };
 
     log("\n(6) memory: idle and 1,000 idle tunnels");
-    const rss = await tunnelRows(setup);
+    const rss = want("rss") ? await tunnelRows(setup) : [];
     const loadHttp = newRow("proxy RSS, peak during the 50-conn HTTP load (MB)", "lower", fmt1);
     const loadChat = newRow("proxy RSS, peak during the metered chat load (MB)", "lower", fmt1);
     loadHttp.notes.direct = loadChat.notes.direct = "—";
@@ -1323,19 +1341,19 @@ async function main(): Promise<void> {
     markUnavailable(setup, loadHttp, COLUMNS);
     markUnavailable(setup, loadChat, COLUMNS);
     log("\n(1) HTTP, 50 connections");
-    const http50 = await httpRows(setup, 50, loadHttp);
+    const http50 = want("http") ? await httpRows(setup, 50, loadHttp) : [];
     log("\n(2) HTTP, 1 connection");
-    const http1 = await httpRows(setup, 1);
+    const http1 = want("http") ? await httpRows(setup, 1) : [];
     log("\n(3) CONNECT tunnel download");
-    const download = await downloadRow(setup);
+    const download = want("tunnel") ? await downloadRow(setup) : undefined;
     log("\n(4) chat completions");
-    const chatOpaque = await chatRow(setup, "opaque", false);
-    const chatJson = await chatRow(setup, "metered", false, loadChat);
-    const chatSse = await chatRow(setup, "metered", true);
+    const chatOpaque = want("chat") ? await chatRow(setup, "opaque", false) : undefined;
+    const chatJson = want("chat") ? await chatRow(setup, "metered", false, loadChat) : undefined;
+    const chatSse = want("chat") ? await chatRow(setup, "metered", true) : undefined;
     log("\n(5) in-process costs");
-    const micro = await microRows();
+    const micro = want("micro") ? await microRows() : [];
     log("\n(7) startup");
-    const startup = await startupRows(setup, tools.hyperfine);
+    const startup = want("startup") ? await startupRows(setup, tools.hyperfine) : [];
     const seconds = (performance.now() - started) / 1000;
 
     const rows = [
@@ -1369,8 +1387,9 @@ async function main(): Promise<void> {
         "its round before the median is taken. ↑ higher is better, ↓ lower is better.",
       "- Loopback only. The origin (bench/origin.mjs), the proxy and the load tool are separate " +
         "processes on the same 2 cores, so the load tool's own CPU use is part of every figure.",
-      `- HTTP rows: wrk (${HTTP_SECONDS} s, 2 threads; 1 thread at 1 connection) with absolute-form ` +
-        "URLs to the proxy (bench/wrk-proxy.lua); keep-alive where the proxy offers it (tinyproxy " +
+      `- HTTP rows: wrk (${HTTP_SECONDS} s, 2 threads; 1 thread at 1 connection), after a ${HTTP_WARMUP_SECONDS} s unmeasured warm-up load on the same proxy process ` +
+        "(wrk corrects for coordinated omission, so a single start-up stall would otherwise fill " +
+        "the p99); the proxy gets absolute-form URLs through bench/wrk-proxy.lua; keep-alive where the proxy offers it (tinyproxy " +
         "closes the client connection after every response). Vallignus reaches the origin as " +
         "bench.test via `--resolve`; the peers and direct use 127.0.0.1, so no one does a DNS lookup.",
       `- Tunnel row: bench/load-client.mjs, CONNECT then TLS 1.3 to the origin, one ${DOWNLOAD_MIB} MiB ` +
@@ -1395,6 +1414,11 @@ async function main(): Promise<void> {
       ...(failures.length === 0 ? [] : ["", "Failures:", "", ...failures.map((f) => `- ${f}`)]),
       "",
     ].join("\n");
+    if (only !== undefined) {
+      // A partial run is for working on one measure: it never replaces the full results.
+      console.log(text);
+      return;
+    }
     writeFileSync(RESULTS, text);
     // Formatted as the repository's own check (`prettier --check .`) expects.
     const prettier = join(HERE, "..", "node_modules", ".bin", "prettier");
