@@ -705,22 +705,22 @@ test("listLedgers summarises every token, oldest first", () => {
   assert.equal(readLedgerSummary(home, "missing"), undefined);
 });
 
-test("reserveBatch: checks each request against the ones before it and commits them together", () => {
+function openBatchLedger(home: Home, budgetNano = 1000): Ledger {
+  return openLedger(home, {
+    jti: "b".repeat(32),
+    agentId: "a",
+    policyId: "p",
+    policyVersion: 1,
+    budgetNano,
+    owner: { sessionId: "s", pid: process.pid },
+  });
+}
+
+test("reserveSoon: one turn's reservations are checked in order and written together", async () => {
   const { home, cleanup } = batchHome();
   try {
-    const ledger = openLedger(home, {
-      jti: "b".repeat(32),
-      agentId: "a",
-      policyId: "p",
-      policyVersion: 1,
-      budgetNano: 1000,
-      owner: { sessionId: "s", pid: process.pid },
-    });
-    const results = ledger.reserveBatch([
-      { amountNano: 600, meta: { provider: "openai", model: "m" } },
-      { amountNano: 500, meta: { provider: "openai", model: "m" } },
-      { amountNano: 400, meta: { provider: "openai", model: "m" } },
-    ]);
+    const ledger = openBatchLedger(home);
+    const results = await Promise.all([600, 500, 400].map((n) => ledger.reserveSoon(n, META)));
     assert.deepEqual(
       results.map((r) => r.ok),
       [true, false, true],
@@ -728,10 +728,73 @@ test("reserveBatch: checks each request against the ones before it and commits t
     assert.equal(ledger.state().reservedNano, 1000);
     const ids = results.flatMap((r) => (r.ok ? [r.id] : []));
     assert.equal(new Set(ids).size, 2);
-    for (const id of ids) ledger.settle(id, 100);
-    assert.equal(ledger.state().spentNano, 200);
+    // The header, then the two accepted reservations; the refusal wrote nothing.
+    assert.equal(journalLines(home, "b".repeat(32)).length, 3);
+    const states = await Promise.all(ids.map((id) => ledger.settleSoon(id, 100)));
+    assert.equal(states.at(-1)?.spentNano, 200);
     assert.equal(ledger.state().reservedNano, 0);
     ledger.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test("settleSoon: a turn's settlements go first, so what they free pays its reservations", async () => {
+  const { home, cleanup } = batchHome();
+  try {
+    const ledger = openBatchLedger(home);
+    const first = await ledger.reserveSoon(900, META);
+    assert.ok(first.ok);
+    const [settled, second] = await Promise.all([
+      ledger.settleSoon(first.id, 100),
+      ledger.reserveSoon(800, META),
+    ]);
+    assert.equal(settled.spentNano, 100);
+    assert.equal(second.ok, true);
+    assert.equal(ledger.state().reservedNano, 800);
+    ledger.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test("settleSoon: an unknown reservation fails alone; the rest of its batch is written", async () => {
+  const { home, cleanup } = batchHome();
+  try {
+    const ledger = openBatchLedger(home);
+    const [bad, good] = await Promise.allSettled([
+      ledger.settleSoon("r99", 1),
+      ledger.reserveSoon(10, META),
+    ]);
+    assert.equal(bad.status, "rejected");
+    assert.match(String(bad.reason), /no reservation "r99"/);
+    assert.equal(good.status === "fulfilled" && good.value.ok, true);
+    assert.equal(ledger.state().reservedNano, 10);
+    ledger.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test("close() writes and syncs what is still queued; drain() waits for it", async () => {
+  const { home, cleanup } = batchHome();
+  try {
+    const ledger = openBatchLedger(home);
+    const pending = ledger.reserveSoon(300, META);
+    ledger.close();
+    const result = await pending;
+    assert.equal(result.ok, true);
+    const again = openBatchLedger(home);
+    assert.equal(again.state().reservedNano, 300);
+    const queued = again.reserveSoon(200, META);
+    await again.drain();
+    // drain() has written and synced the batch, so the reservation is already settled to ok.
+    let done = false;
+    void queued.then(() => (done = true));
+    await Promise.resolve();
+    assert.equal(done, true);
+    assert.equal(again.state().reservedNano, 500);
+    again.close();
   } finally {
     cleanup();
   }

@@ -3,6 +3,7 @@ import {
   closeSync,
   constants as fsConstants,
   existsSync,
+  fdatasync,
   fdatasyncSync,
   fstatSync,
   ftruncateSync,
@@ -137,17 +138,22 @@ export interface Ledger {
    */
   reserve(amountNano: number, meta: ReserveMeta): ReserveResult;
   /**
-   * Several reservations in one atomic step: each is checked in order against what the earlier
-   * ones took, and all accepted ones become durable with one write and one fdatasync (group
-   * commit). Results are in the order of the requests.
-   */
-  reserveBatch(requests: readonly { amountNano: number; meta: ReserveMeta }[]): ReserveResult[];
-  /**
    * Replaces reservation `id` by its actual cost (which is recorded even when it exceeds the
    * reservation: spent is spent). Settling an id again, or one recovery already charged, changes
    * nothing and returns the current state.
    */
   settle(id: string, actualNano: number, meta?: SettleMeta): LedgerState;
+  /**
+   * `reserve`, queued: the reservations and settlements asked for in one turn of the event loop
+   * are written together under one lock with one write(2), settlements first (what they free is
+   * there for the reservations), and the batch's fdatasync runs off the event loop. Resolves once
+   * the reservation is on disk (or refused).
+   */
+  reserveSoon(amountNano: number, meta: ReserveMeta): Promise<ReserveResult>;
+  /** `settle`, queued with `reserveSoon`'s batch; resolves once written (on disk if above its reservation). */
+  settleSoon(id: string, actualNano: number, meta?: SettleMeta): Promise<LedgerState>;
+  /** Writes what is queued now and waits for every pending sync. */
+  drain(): Promise<void>;
   /** The current state, including what other processes have written. */
   state(): LedgerState;
   /** Closes the file; open reservations stay reserved until settled or recovered. */
@@ -156,6 +162,21 @@ export interface Ledger {
 
 function inputError(message: string): VallignusError {
   return new VallignusError("ERR_LEDGER_INPUT", message);
+}
+
+interface PendingSettle {
+  readonly id: string;
+  readonly actualNano: number;
+  readonly meta: SettleMeta;
+  readonly done: (state: LedgerState) => void;
+  readonly fail: (err: unknown) => void;
+}
+
+interface PendingReserve {
+  readonly amountNano: number;
+  readonly meta: ReserveMeta;
+  readonly done: (result: ReserveResult) => void;
+  readonly fail: (err: unknown) => void;
 }
 
 function assertAmount(what: string, amount: number): void {
@@ -552,16 +573,37 @@ class Journal {
         `cannot append to ${this.path}: ${failure === undefined ? "short write" : describeError(failure)}`,
       );
     }
+    if (durable) this.sync();
+    for (const line of lines) this.fold.apply(line);
+    this.knownSize += bytes.length;
+  }
+
+  sync(): void {
     try {
-      if (durable) fdatasyncSync(fd);
+      fdatasyncSync(this.requireFd());
     } catch (err) {
       throw new VallignusError(
         "ERR_LEDGER_WRITE",
         `cannot sync ${this.path}: ${describeError(err)}`,
       );
     }
-    for (const line of lines) this.fold.apply(line);
-    this.knownSize += bytes.length;
+  }
+
+  /** fdatasync on the thread pool: the event loop goes on serving while the disk works. */
+  syncAsync(): Promise<void> {
+    const fd = this.requireFd();
+    return new Promise((done, fail) => {
+      fdatasync(fd, (err) => {
+        if (err === null) done();
+        else
+          fail(
+            new VallignusError(
+              "ERR_LEDGER_WRITE",
+              `cannot sync ${this.path}: ${describeError(err)}`,
+            ),
+          );
+      });
+    });
   }
 
   get closed(): boolean {
@@ -645,50 +687,21 @@ class OpenLedger implements Ledger {
       if (fold.spent + fold.reserved + amountNano > this.journal.header.budget_nano)
         return { ok: false, state: fold.state() };
       const id = `r${fold.nextSeq}`;
-      this.write({
-        type: "reserve",
-        id,
-        amount_nano: amountNano,
-        provider: label(meta.provider),
-        model: label(meta.model),
-        ...this.owner,
-        ts: this.now().toISOString(),
-      });
+      this.write(this.reserveLine(id, amountNano, meta));
       return { ok: true, id, state: fold.state() };
     });
   }
 
-  reserveBatch(requests: readonly { amountNano: number; meta: ReserveMeta }[]): ReserveResult[] {
-    for (const r of requests) assertAmount("reserve", r.amountNano);
-    return this.locked(() => {
-      const fold = this.journal.fold;
-      const budget = this.journal.header.budget_nano;
-      let taken = fold.spent + fold.reserved;
-      const entries: Record<string, unknown>[] = [];
-      const ids = requests.map((r) => {
-        if (taken + r.amountNano > budget) return undefined;
-        taken += r.amountNano;
-        // append() numbers the lines from nextSeq in order, so the id is known now.
-        const id = `r${fold.nextSeq + entries.length}`;
-        entries.push({
-          type: "reserve",
-          id,
-          amount_nano: r.amountNano,
-          provider: label(r.meta.provider),
-          model: label(r.meta.model),
-          ...this.owner,
-          ts: this.now().toISOString(),
-        });
-        return id;
-      });
-      if (entries.length > 0) {
-        this.guard(() => {
-          this.journal.append(entries);
-        });
-      }
-      const state = fold.state();
-      return ids.map((id) => (id === undefined ? { ok: false, state } : { ok: true, id, state }));
-    });
+  private reserveLine(id: string, amountNano: number, meta: ReserveMeta): Record<string, unknown> {
+    return {
+      type: "reserve",
+      id,
+      amount_nano: amountNano,
+      provider: label(meta.provider),
+      model: label(meta.model),
+      ...this.owner,
+      ts: this.now().toISOString(),
+    };
   }
 
   settle(id: string, actualNano: number, meta: SettleMeta = {}): LedgerState {
@@ -696,36 +709,185 @@ class OpenLedger implements Ledger {
     return this.locked(() => {
       const fold = this.journal.fold;
       if (fold.closed.has(id)) return fold.state();
-      if (!fold.open.has(id))
-        throw new VallignusError(
-          "ERR_LEDGER_UNKNOWN_RESERVATION",
-          `ledger ${this.jti} has no reservation ${JSON.stringify(id)}`,
-        );
-      if (!Number.isSafeInteger(fold.spent + actualNano))
-        throw new VallignusError("ERR_LEDGER_AMOUNT", `settle: spent would overflow`);
-      const count = (n: number | undefined) =>
-        n !== undefined && Number.isSafeInteger(n) && n >= 0 ? n : undefined;
-      // A settle at or below its reservation need not wait for the disk: if a crash loses it,
-      // recovery charges the whole reservation instead — more, never less. A settle above it
-      // (the provider reported more than our bound) is made durable at once. The next fsync of
-      // this file (any reservation) makes earlier settles durable too.
-      const reservedAmount = fold.open.get(id)?.amount ?? 0;
-      this.write(
-        {
-          type: "settle",
-          id,
-          actual_nano: actualNano,
-          // Token counts are for people reading the journal; a bad one is dropped, not fatal.
-          input_tokens: count(meta.inputTokens),
-          output_tokens: count(meta.outputTokens),
-          charged_full: meta.charged_full,
-          reason: meta.reason === undefined ? undefined : label(meta.reason),
-          ts: this.now().toISOString(),
-        },
-        actualNano > reservedAmount,
-      );
+      const line = this.settleLine(id, actualNano, meta, fold.spent);
+      this.write(line.entry, line.durable);
       return fold.state();
     });
+  }
+
+  /**
+   * The journal line settling open reservation `id`. A settle at or below its reservation need
+   * not wait for the disk: if a crash loses it, recovery charges the whole reservation instead —
+   * more, never less. A settle above it (the provider reported more than our bound) is made
+   * durable at once. The next fsync of this file (any reservation) makes earlier settles durable.
+   */
+  private settleLine(
+    id: string,
+    actualNano: number,
+    meta: SettleMeta,
+    spentBefore: number,
+  ): { entry: Record<string, unknown>; reservedNano: number; durable: boolean } {
+    const reservedNano = this.journal.fold.open.get(id)?.amount;
+    if (reservedNano === undefined)
+      throw new VallignusError(
+        "ERR_LEDGER_UNKNOWN_RESERVATION",
+        `ledger ${this.jti} has no reservation ${JSON.stringify(id)}`,
+      );
+    if (!Number.isSafeInteger(spentBefore + actualNano))
+      throw new VallignusError("ERR_LEDGER_AMOUNT", `settle: spent would overflow`);
+    const count = (n: number | undefined) =>
+      n !== undefined && Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+    const entry = {
+      type: "settle",
+      id,
+      actual_nano: actualNano,
+      // Token counts are for people reading the journal; a bad one is dropped, not fatal.
+      input_tokens: count(meta.inputTokens),
+      output_tokens: count(meta.outputTokens),
+      charged_full: meta.charged_full,
+      reason: meta.reason === undefined ? undefined : label(meta.reason),
+      ts: this.now().toISOString(),
+    };
+    return { entry, reservedNano, durable: actualNano > reservedNano };
+  }
+
+  private pendingSettles: PendingSettle[] = [];
+  private pendingReserves: PendingReserve[] = [];
+  private flushScheduled: NodeJS.Immediate | undefined;
+  private readonly syncing = new Set<Promise<void>>();
+
+  reserveSoon(amountNano: number, meta: ReserveMeta): Promise<ReserveResult> {
+    assertAmount("reserve", amountNano);
+    return new Promise((done, fail) => {
+      this.pendingReserves.push({ amountNano, meta, done, fail });
+      this.scheduleFlush();
+    });
+  }
+
+  settleSoon(id: string, actualNano: number, meta: SettleMeta = {}): Promise<LedgerState> {
+    assertAmount("settle", actualNano);
+    return new Promise((done, fail) => {
+      this.pendingSettles.push({ id, actualNano, meta, done, fail });
+      this.scheduleFlush();
+    });
+  }
+
+  async drain(): Promise<void> {
+    this.flushPending(false);
+    await Promise.allSettled([...this.syncing]);
+  }
+
+  private scheduleFlush(): void {
+    this.flushScheduled ??= setImmediate(() => {
+      this.flushScheduled = undefined;
+      this.flushPending(false);
+    });
+  }
+
+  /** Writes the queued settlements and reservations as one batch; see `reserveSoon`. */
+  private flushPending(syncNow: boolean): void {
+    if (this.flushScheduled !== undefined) clearImmediate(this.flushScheduled);
+    this.flushScheduled = undefined;
+    const settles = this.pendingSettles;
+    const reserves = this.pendingReserves;
+    if (settles.length === 0 && reserves.length === 0) return;
+    this.pendingSettles = [];
+    this.pendingReserves = [];
+    const failAll = (err: unknown) => {
+      for (const p of [...settles, ...reserves]) p.fail(err);
+    };
+    let batch: ReturnType<OpenLedger["writeBatch"]>;
+    try {
+      batch = this.locked(() => this.writeBatch(settles, reserves));
+    } catch (err) {
+      failAll(err);
+      return;
+    }
+    const deliver = () => {
+      settles.forEach((p, i) => {
+        const result = batch.settled[i];
+        if (result === undefined || result instanceof Error) p.fail(result);
+        else p.done(result);
+      });
+      reserves.forEach((p, i) => {
+        const result = batch.reserved[i];
+        if (result === undefined) p.fail(new Error("no result for a reservation"));
+        else p.done(result);
+      });
+    };
+    if (!batch.durable) {
+      deliver();
+    } else if (syncNow) {
+      try {
+        this.guard(() => {
+          this.journal.sync();
+        });
+      } catch (err) {
+        failAll(err);
+        return;
+      }
+      deliver();
+    } else {
+      const sync = this.journal.syncAsync().then(deliver, (err: unknown) => {
+        this.broken ??=
+          err instanceof VallignusError
+            ? err
+            : new VallignusError("ERR_LEDGER_WRITE", `ledger ${this.jti}: ${describeError(err)}`);
+        failAll(this.broken);
+      });
+      this.syncing.add(sync);
+      void sync.finally(() => this.syncing.delete(sync));
+    }
+  }
+
+  /** Under the lock: the batch's lines, written with one write(2) and not yet synced. */
+  private writeBatch(
+    settles: readonly PendingSettle[],
+    reserves: readonly PendingReserve[],
+  ): { settled: (LedgerState | Error)[]; reserved: ReserveResult[]; durable: boolean } {
+    const fold = this.journal.fold;
+    const entries: Record<string, unknown>[] = [];
+    let durable = false;
+    let spent = fold.spent;
+    let reserved = fold.reserved;
+    const settledIds = new Set<string>();
+    const settleOutcome = settles.map((p): Error | "state" => {
+      if (fold.closed.has(p.id) || settledIds.has(p.id)) return "state";
+      try {
+        const line = this.settleLine(p.id, p.actualNano, p.meta, spent);
+        entries.push(line.entry);
+        settledIds.add(p.id);
+        spent += p.actualNano;
+        reserved -= line.reservedNano;
+        durable ||= line.durable;
+        return "state";
+      } catch (err) {
+        return err instanceof Error ? err : new Error(String(err));
+      }
+    });
+    const budget = this.journal.header.budget_nano;
+    const ids = reserves.map((r) => {
+      if (spent + reserved + r.amountNano > budget) return undefined;
+      reserved += r.amountNano;
+      // append() numbers the lines from nextSeq in order, so the id is known now.
+      const id = `r${fold.nextSeq + entries.length}`;
+      entries.push(this.reserveLine(id, r.amountNano, r.meta));
+      durable = true;
+      return id;
+    });
+    if (entries.length > 0) {
+      this.guard(() => {
+        this.journal.append(entries, false);
+      });
+    }
+    const state = fold.state();
+    return {
+      settled: settleOutcome.map((o) => (o === "state" ? state : o)),
+      reserved: ids.map((id) =>
+        id === undefined ? { ok: false, state } : { ok: true, id, state },
+      ),
+      durable,
+    };
   }
 
   state(): LedgerState {
@@ -733,6 +895,12 @@ class OpenLedger implements Ledger {
   }
 
   close(): void {
+    // What is still queued is written (and synced) before the file goes.
+    if (!this.journal.closed && this.broken === undefined) {
+      this.flushPending(true);
+      // Syncs still running on the thread pool (call drain() first to wait for them instead).
+      if (this.syncing.size > 0) this.journal.sync();
+    }
     this.journal.close();
   }
 

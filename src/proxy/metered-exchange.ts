@@ -16,7 +16,6 @@ import {
   readLlmRequest,
   reservationNanoUsd,
   type Ledger,
-  type ReserveResult,
   type ModelPricing,
   type ProviderId,
   type Usage,
@@ -89,33 +88,6 @@ function usd(nano: number): string {
  */
 export function createMeteredHandler(options: MeterOptions): InnerHandler {
   const { identity, policy, ledger } = options;
-  // Group commit: the reservations asked for in one turn of the event loop are checked in
-  // order and made durable together, with one lock and one fdatasync.
-  const waiting: {
-    amountNano: number;
-    meta: { provider: string; model: string };
-    done: (result: ReserveResult) => void;
-    fail: (err: unknown) => void;
-  }[] = [];
-  const reserveSoon = (amountNano: number, meta: { provider: string; model: string }) =>
-    new Promise<ReserveResult>((done, fail) => {
-      waiting.push({ amountNano, meta, done, fail });
-      if (waiting.length === 1) {
-        setImmediate(() => {
-          const batch = waiting.splice(0);
-          try {
-            const results = ledger.reserveBatch(batch);
-            batch.forEach((entry, i) => {
-              const result = results[i];
-              if (result === undefined) entry.fail(new Error("no result for a reservation"));
-              else entry.done(result);
-            });
-          } catch (err) {
-            for (const entry of batch) entry.fail(err);
-          }
-        });
-      }
-    });
   // One secure context for the trusted roots, made once: passing `ca` instead would make Node
   // build the pool key from ~200 KB of PEM, and reparse it, on every request.
   const agent = new HttpsAgent({
@@ -123,6 +95,20 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
     maxSockets: 64,
     secureContext: createSecureContext({ ca: [...options.upstreamRoots] }),
   });
+
+  // A table lookup walks the price table (5% of a metered call's CPU): remembered per provider
+  // and model for the minute it was made in, so a dated price change applies within a minute.
+  const prices = new Map<string, { minute: number; pricing: ModelPricing | undefined }>();
+  const pricingAt = (provider: ProviderId, model: string, at: Date) => {
+    const minute = Math.floor(at.getTime() / 60_000);
+    const key = `${provider} ${model}`;
+    const known = prices.get(key);
+    if (known?.minute === minute) return known.pricing;
+    const pricing = findPricing(provider, model, policy.rules.prices, at);
+    if (prices.size > 1000) prices.clear();
+    prices.set(key, { minute, pricing });
+    return pricing;
+  };
 
   return (req: IncomingMessage, res: ServerResponse, tunnel: TunnelContext) => {
     void serve(req, res, tunnel);
@@ -223,7 +209,7 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
         return;
       }
       await loadPriceTable();
-      pricing = findPricing(provider, model, policy.rules.prices, options.now());
+      pricing = pricingAt(provider, model, options.now());
       if (pricing === undefined) {
         refuse("model_price_unknown", { model });
         return;
@@ -245,7 +231,9 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
       });
       let reserved;
       try {
-        reserved = await reserveSoon(amount, { provider, model });
+        // Group commit: reservations (and settlements) asked for in one turn of the event loop
+        // share one lock, one write and one fdatasync.
+        reserved = await ledger.reserveSoon(amount, { provider, model });
       } catch (err) {
         refuse("malformed_request", {
           model,
@@ -318,20 +306,15 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
             chargedFull = true;
           }
         }
-        let state;
-        try {
-          state = ledger.settle(reservation.id, cost, {
-            ...(usage === undefined
-              ? {}
-              : { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens }),
-            charged_full: chargedFull,
-            ...(chargedFull
-              ? { reason: usage === undefined ? "no usage in the response" : "response cut short" }
-              : {}),
-          });
-        } catch {
-          state = undefined;
-        }
+        const settled = ledger.settleSoon(reservation.id, cost, {
+          ...(usage === undefined
+            ? {}
+            : { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens }),
+          charged_full: chargedFull,
+          ...(chargedFull
+            ? { reason: usage === undefined ? "no usage in the response" : "response cut short" }
+            : {}),
+        });
         Object.assign(fields, {
           input_tokens:
             usage === undefined
@@ -347,11 +330,23 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
                   usage === undefined ? "no usage in the response" : "response cut short",
               }
             : {}),
-          ...(state === undefined ? {} : { spent_usd: usd(state.spentNano) }),
-          budget_usd: usd(options.budgetNano),
         });
-        if (state !== undefined && state.leftNano < cheapestNextRequestNanoUsd(pricing))
-          options.onBudgetExhausted();
+        const budget = usd(options.budgetNano);
+        const cheapest = cheapestNextRequestNanoUsd(pricing);
+        // The audit line goes out once the ledger has the settlement (its batch is written
+        // at the end of this turn of the event loop), with the spend it brought the total to.
+        void settled.then(
+          (state) => {
+            options.audit.append({
+              ...fields,
+              spent_usd: usd(state.spentNano),
+              budget_usd: budget,
+            });
+            if (state.leftNano < cheapest) options.onBudgetExhausted();
+          },
+          () => options.audit.append({ ...fields, budget_usd: budget }),
+        );
+        return;
       }
       options.audit.append(fields);
     };
@@ -405,9 +400,12 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
         settled = true;
         if (reservation !== undefined) {
           try {
-            ledger.settle(reservation.id, 0, { reason: "upstream certificate not trusted" });
+            // A failure leaves the reservation open, to be charged in full later: fail closed.
+            ledger
+              .settleSoon(reservation.id, 0, { reason: "upstream certificate not trusted" })
+              .catch(() => undefined);
           } catch {
-            // The reservation stays open and is charged in full later: fail closed.
+            // As above.
           }
         }
         refuse("malformed_request", {

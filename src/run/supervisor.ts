@@ -356,6 +356,8 @@ export async function runSupervised(
   for (const timer of timers) clearTimeout(timer);
   for (const watcher of watchers) watcher.close();
   await proxy.close();
+  // Settlements still queued are written, and their audit lines with them, before run_end.
+  await ledger.drain();
   const exitStatus = stop !== undefined ? 4 : status;
   audit.append({
     event: "run_end",
