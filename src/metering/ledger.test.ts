@@ -705,6 +705,18 @@ test("listLedgers summarises every token, oldest first", () => {
   assert.equal(readLedgerSummary(home, "missing"), undefined);
 });
 
+/** A test with a fresh home and a 1,000-nano ledger in it, removed afterwards. */
+function batchTest(name: string, fn: (home: Home, ledger: Ledger) => Promise<void>): void {
+  test(name, async () => {
+    const { home, cleanup } = batchHome();
+    try {
+      await fn(home, openBatchLedger(home));
+    } finally {
+      cleanup();
+    }
+  });
+}
+
 function openBatchLedger(home: Home, budgetNano = 1000): Ledger {
   return openLedger(home, {
     jti: "b".repeat(32),
@@ -716,10 +728,9 @@ function openBatchLedger(home: Home, budgetNano = 1000): Ledger {
   });
 }
 
-test("reserveSoon: one turn's reservations are checked in order and written together", async () => {
-  const { home, cleanup } = batchHome();
-  try {
-    const ledger = openBatchLedger(home);
+batchTest(
+  "reserveSoon: one turn's reservations are checked in order and written together",
+  async (home, ledger) => {
     const results = await Promise.all([600, 500, 400].map((n) => ledger.reserveSoon(n, META)));
     assert.deepEqual(
       results.map((r) => r.ok),
@@ -734,15 +745,12 @@ test("reserveSoon: one turn's reservations are checked in order and written toge
     assert.equal(states.at(-1)?.spentNano, 200);
     assert.equal(ledger.state().reservedNano, 0);
     ledger.close();
-  } finally {
-    cleanup();
-  }
-});
+  },
+);
 
-test("settleSoon: a turn's settlements go first, so what they free pays its reservations", async () => {
-  const { home, cleanup } = batchHome();
-  try {
-    const ledger = openBatchLedger(home);
+batchTest(
+  "settleSoon: a turn's settlements go first, so what they free pays its reservations",
+  async (home, ledger) => {
     const first = await ledger.reserveSoon(900, META);
     assert.ok(first.ok);
     const [settled, second] = await Promise.all([
@@ -753,15 +761,12 @@ test("settleSoon: a turn's settlements go first, so what they free pays its rese
     assert.equal(second.ok, true);
     assert.equal(ledger.state().reservedNano, 800);
     ledger.close();
-  } finally {
-    cleanup();
-  }
-});
+  },
+);
 
-test("settleSoon: an unknown reservation fails alone; the rest of its batch is written", async () => {
-  const { home, cleanup } = batchHome();
-  try {
-    const ledger = openBatchLedger(home);
+batchTest(
+  "settleSoon: an unknown reservation fails alone; the rest of its batch is written",
+  async (home, ledger) => {
     const [bad, good] = await Promise.allSettled([
       ledger.settleSoon("r99", 1),
       ledger.reserveSoon(10, META),
@@ -771,15 +776,12 @@ test("settleSoon: an unknown reservation fails alone; the rest of its batch is w
     assert.equal(good.status === "fulfilled" && good.value.ok, true);
     assert.equal(ledger.state().reservedNano, 10);
     ledger.close();
-  } finally {
-    cleanup();
-  }
-});
+  },
+);
 
-test("close() writes and syncs what is still queued; drain() waits for it", async () => {
-  const { home, cleanup } = batchHome();
-  try {
-    const ledger = openBatchLedger(home);
+batchTest(
+  "close() writes and syncs what is still queued; drain() waits for it",
+  async (home, ledger) => {
     const pending = ledger.reserveSoon(300, META);
     ledger.close();
     const result = await pending;
@@ -788,17 +790,15 @@ test("close() writes and syncs what is still queued; drain() waits for it", asyn
     assert.equal(again.state().reservedNano, 300);
     const queued = again.reserveSoon(200, META);
     await again.drain();
-    // drain() has written and synced the batch, so the reservation is already settled to ok.
+    // drain() has written and synced the batch, so the reservation's promise has resolved.
     let done = false;
     void queued.then(() => (done = true));
     await Promise.resolve();
     assert.equal(done, true);
     assert.equal(again.state().reservedNano, 500);
     again.close();
-  } finally {
-    cleanup();
-  }
-});
+  },
+);
 
 function batchHome(): { home: Home; cleanup: () => void } {
   const root = mkdtempSync(join(tmpdir(), "vallignus-ledger-batch-"));
