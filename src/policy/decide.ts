@@ -48,7 +48,7 @@ function index(patterns: readonly string[]): {
   const exact = new Map<string, DomainPattern[]>();
   const wildcard = new Map<string, DomainPattern[]>();
   for (const text of patterns) {
-    const parsed = parseDomainPattern(text);
+    const parsed = parseDomainPattern(text, { storedPattern: true });
     // Stored policies were validated at creation and again on load; a bad one here is a bug.
     if (!parsed.ok) throw new Error(`invalid stored pattern ${text}: ${parsed.why}`);
     const target = parsed.pattern.wildcard ? wildcard : exact;

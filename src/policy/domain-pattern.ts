@@ -1,7 +1,6 @@
+import { createRequire } from "node:module";
 import { isIPv4, isIPv6 } from "node:net";
 import { domainToASCII } from "node:url";
-
-import { parse as parseDomain } from "tldts";
 
 /** A validated, normalized domain rule: `host`, `*.suffix`, either with an optional `:port`. */
 export interface DomainPattern {
@@ -57,17 +56,28 @@ export function normalizeHostName(raw: string): string | undefined {
   return ascii;
 }
 
+/**
+ * The public suffix list (tldts) costs ~5 MB of heap: loaded on first use, which is when a policy
+ * is written. `run` and the readers take stored patterns, already checked, and never load it.
+ */
+let publicSuffixes: typeof import("tldts") | undefined;
+
 function isListedPublicSuffix(host: string): boolean {
-  const info = parseDomain(host, { allowPrivateDomains: true });
+  publicSuffixes ??= createRequire(import.meta.url)("tldts") as typeof import("tldts");
+  const info = publicSuffixes.parse(host, { allowPrivateDomains: true });
   return info.publicSuffix === host && (info.isIcann === true || info.isPrivate === true);
 }
 
 /**
  * Validates one pattern of `--allowed-domains` / `--denied-domains`. Refuses what matches too
  * much (`*`, `*.com`, `*.co.uk`, a bare public suffix, a wildcard over a single label), and
- * anything that is not a clean host name, IP literal or port.
+ * anything that is not a clean host name, IP literal or port. `storedPattern`: the text comes from
+ * a stored policy version, so the public-suffix check (done when it was written) is skipped.
  */
-export function parseDomainPattern(input: string): PatternResult {
+export function parseDomainPattern(
+  input: string,
+  { storedPattern = false }: { storedPattern?: boolean } = {},
+): PatternResult {
   const raw = input.trim();
   if (raw === "") return { ok: false, why: "empty pattern" };
   const { host: hostPart, port: portText } = splitPort(raw);
@@ -140,7 +150,9 @@ export function parseDomainPattern(input: string): PatternResult {
       why: `"${input}": not a valid host name (empty label, bad character or bad punycode)`,
     };
   }
-  if (isListedPublicSuffix(host)) {
+  // A stored pattern passed this check when its policy version was written, and the version's
+  // hash (bound into every token) pins it since.
+  if (!storedPattern && isListedPublicSuffix(host)) {
     return {
       ok: false,
       why: wildcard

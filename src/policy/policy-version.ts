@@ -53,7 +53,7 @@ function isStringArray(value: unknown): value is string[] {
 
 function patternsAreCanonical(list: readonly string[]): boolean {
   return list.every((text) => {
-    const parsed = parseDomainPattern(text);
+    const parsed = parseDomainPattern(text, { storedPattern: true });
     return parsed.ok && parsed.pattern.text === text;
   });
 }
