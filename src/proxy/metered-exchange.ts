@@ -88,13 +88,16 @@ function usd(nano: number): string {
  */
 export function createMeteredHandler(options: MeterOptions): InnerHandler {
   const { identity, policy, ledger } = options;
-  // One secure context for the trusted roots, made once: passing `ca` instead would make Node
-  // build the pool key from ~200 KB of PEM, and reparse it, on every request.
-  const agent = new HttpsAgent({
-    keepAlive: true,
-    maxSockets: 64,
-    secureContext: createSecureContext({ ca: [...options.upstreamRoots] }),
-  });
+  // One secure context for the trusted roots, made once, on the first metered call (a run that
+  // makes none keeps the ~140 parsed roots out of memory): passing `ca` per request instead would
+  // make Node build the pool key from ~200 KB of PEM, and reparse it, on every request.
+  let agentMade: HttpsAgent | undefined;
+  const upstreamAgent = () =>
+    (agentMade ??= new HttpsAgent({
+      keepAlive: true,
+      maxSockets: 64,
+      secureContext: createSecureContext({ ca: [...options.upstreamRoots] }),
+    }));
 
   // A table lookup walks the price table (5% of a metered call's CPU): remembered per provider
   // and model for the minute it was made in, so a dated price change applies within a minute.
@@ -358,7 +361,7 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
       method: req.method,
       path,
       headers,
-      agent,
+      agent: upstreamAgent(),
       setHost: false,
     });
     upstream.on("socket", (socket) => {
