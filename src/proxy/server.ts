@@ -356,8 +356,14 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     };
     res.on("close", () => {
       if (!res.writableFinished) {
+        // Recorded first: aborting makes undici call onError at once, which would record a 502.
+        // The status is what the client was sent, 0 when it left before any answer.
+        entry.finish(
+          judgement,
+          res.headersSent ? res.statusCode : 0,
+          "client closed before the end",
+        );
         if (!upstreamDone) abortUpstream?.(new Error("client closed"));
-        entry.finish(judgement, res.statusCode, "client closed before the end");
       }
     });
     let pool: Dispatcher;
