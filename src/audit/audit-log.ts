@@ -17,12 +17,7 @@ import { withFileLock } from "../authority/file-lock.js";
 import type { Home } from "../authority/index.js";
 import { isErrnoException, VallignusError } from "../errors.js";
 import { sha256Hex } from "../authority/canonical-json.js";
-import {
-  GENESIS_HASH,
-  isHashHex,
-  type AuditAppendInput,
-  type AuditRecord,
-} from "./records.js";
+import { GENESIS_HASH, isHashHex, type AuditAppendInput, type AuditRecord } from "./records.js";
 
 /**
  * Durability: every append is one write(2) finished before `append` returns, so a crash of
@@ -94,6 +89,11 @@ function readChainTail(fd: number, size: number): ChainTail {
   return { seq, hash };
 }
 
+interface Stamped {
+  readonly fields: AuditAppendInput;
+  readonly ts: string;
+}
+
 /** Fields the log owns; a caller's copy of them is dropped, never trusted. */
 const OWN_FIELDS = new Set(["ts", "seq", "prev_hash", "hash"]);
 
@@ -107,8 +107,9 @@ function orderedRecord(
   const record: Record<string, unknown> = { ts, seq, session_id: fields["session_id"] };
   if ("decision" in fields) record["decision"] = fields["decision"];
   if ("event" in fields) record["event"] = fields["event"];
-  for (const [key, value] of Object.entries(fields)) {
-    if (!OWN_FIELDS.has(key) && value !== undefined) record[key] = value;
+  for (const key of Object.keys(fields)) {
+    const value = fields[key];
+    if (value !== undefined && !OWN_FIELDS.has(key)) record[key] = value;
   }
   record["prev_hash"] = prevHash;
   return record;
@@ -181,12 +182,13 @@ export class AuditLog {
     });
   }
 
-  private readonly queue: AuditAppendInput[] = [];
+  private readonly queue: Stamped[] = [];
   private syncAfterFlush = false;
   private flushScheduled: NodeJS.Immediate | undefined;
 
-  private stamp(fields: AuditAppendInput): AuditAppendInput {
-    return typeof fields.ts === "string" ? fields : { ...fields, ts: this.now().toISOString() };
+  /** The record's time, taken now unless given; the fields are not copied. */
+  private stamp(fields: AuditAppendInput): Stamped {
+    return { fields, ts: typeof fields.ts === "string" ? fields.ts : this.now().toISOString() };
   }
 
   private flushQueue(): void {
@@ -200,7 +202,7 @@ export class AuditLog {
     }
   }
 
-  private appendAll(batch: readonly AuditAppendInput[]): AuditRecord[] {
+  private appendAll(batch: readonly Stamped[]): AuditRecord[] {
     this.throwIfUnusable();
     return withFileLock(this.lockPath, () => {
       const { fd, size } = this.currentFile();
@@ -208,8 +210,8 @@ export class AuditLog {
       const records: AuditRecord[] = [];
       const lines: string[] = [];
       let tail = this.tail;
-      for (const fields of batch) {
-        const record = orderedRecord(fields, String(fields.ts), tail.seq + 1, tail.hash);
+      for (const { fields, ts } of batch) {
+        const record = orderedRecord(fields, ts, tail.seq + 1, tail.hash);
         // What auditRecordHash(record) computes, from the text we write anyway.
         const text = JSON.stringify(record);
         const hash = sha256Hex(text);
