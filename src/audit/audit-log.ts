@@ -13,7 +13,7 @@ import {
 } from "node:fs";
 import { dirname } from "node:path";
 
-import { withFileLock } from "../authority/file-lock.js";
+import { LinkedFileLock } from "../authority/file-lock.js";
 import type { Home } from "../authority/index.js";
 import { isErrnoException, VallignusError } from "../errors.js";
 import { sha256Hex } from "../authority/canonical-json.js";
@@ -135,7 +135,10 @@ export class AuditLog {
     private readonly now: () => Date,
   ) {
     this.fd = AuditLog.openFile(path);
+    this.lock = new LinkedFileLock(lockPath);
   }
+
+  private readonly lock: LinkedFileLock;
 
   static open(home: Home, now: () => Date = () => new Date()): AuditLog {
     mkdirSync(home.dir("audit"), { recursive: true, mode: 0o700 });
@@ -204,7 +207,7 @@ export class AuditLog {
 
   private appendAll(batch: readonly Stamped[]): AuditRecord[] {
     this.throwIfUnusable();
-    return withFileLock(this.lockPath, () => {
+    return this.lock.run(() => {
       const { fd, size } = this.currentFile();
       if (size !== this.knownSize) this.tail = readChainTail(fd, size);
       const records: AuditRecord[] = [];
@@ -245,6 +248,7 @@ export class AuditLog {
     } finally {
       closeSync(this.fd);
       this.fd = undefined;
+      this.lock.close();
     }
     this.throwIfUnusable(false);
   }

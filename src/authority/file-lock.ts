@@ -1,4 +1,15 @@
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import {
+  closeSync,
+  linkSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import { dirname, join } from "node:path";
 
 import { VallignusError, isErrnoException } from "../errors.js";
 
@@ -31,26 +42,12 @@ function readLockOwner(path: string): { text: string; pid: number } | undefined 
 }
 
 /**
- * Runs `fn` while holding an exclusive cross-process lock file (O_EXCL create).
- * Written by hand rather than with proper-lockfile because our holders are short-lived and
- * synchronous: a lock left by a crashed process is recognised by its dead pid, not by a timer.
+ * Waits until `take()` gets the lock at `path`. A lock whose holder's pid is dead is removed;
+ * after TIMEOUT_MS of a live holder, ERR_LOCK_TIMEOUT.
  */
-export function withFileLock<T>(path: string, fn: () => T): T {
-  // Unique per holding, so a stealer re-reading the file can tell a new holder from the old one.
-  const owner = `${process.pid} ${String(++holdings)} ${String(Date.now())}\n`;
+function acquire(path: string, take: () => boolean): void {
   const deadline = Date.now() + TIMEOUT_MS;
-  for (;;) {
-    try {
-      const fd = openSync(path, "wx", 0o600);
-      try {
-        writeSync(fd, owner);
-      } finally {
-        closeSync(fd);
-      }
-      break;
-    } catch (err) {
-      if (!(isErrnoException(err) && err.code === "EEXIST")) throw err;
-    }
+  while (!take()) {
     const holder = readLockOwner(path);
     if (holder !== undefined && holder.pid !== 0 && !isProcessAlive(holder.pid)) {
       // Re-read just before removing, so a lock taken meanwhile by a live process survives.
@@ -68,10 +65,115 @@ export function withFileLock<T>(path: string, fn: () => T): T {
     }
     sleepSync(RETRY_MS + Math.floor(Math.random() * RETRY_MS));
   }
+}
+
+function runAndRelease<T>(path: string, fn: () => T): T {
   try {
     return fn();
   } finally {
     // Ours to remove without reading it back: a lock is only ever taken over from a dead pid.
     unlinkSync(path);
+  }
+}
+
+const isExists = (err: unknown) => isErrnoException(err) && err.code === "EEXIST";
+
+/**
+ * Runs `fn` while holding an exclusive cross-process lock file (O_EXCL create).
+ * Written by hand rather than with proper-lockfile because our holders are short-lived and
+ * synchronous: a lock left by a crashed process is recognised by its dead pid, not by a timer.
+ */
+export function withFileLock<T>(path: string, fn: () => T): T {
+  // Unique per holding, so a stealer re-reading the file can tell a new holder from the old one.
+  const owner = `${process.pid} ${String(++holdings)} ${String(Date.now())}\n`;
+  acquire(path, () => {
+    let fd: number;
+    try {
+      fd = openSync(path, "wx", 0o600);
+    } catch (err) {
+      if (isExists(err)) return false;
+      throw err;
+    }
+    try {
+      writeSync(fd, owner);
+    } finally {
+      closeSync(fd);
+    }
+    return true;
+  });
+  return runAndRelease(path, fn);
+}
+
+const OWNER_PREFIX = ".owner-";
+
+/**
+ * The same lock (same file, same protocol for waiters and for dead holders, so it excludes
+ * `withFileLock` users too), for a process that takes it thousands of times: the audit log and
+ * the ledger of a busy run. Taking it is one link(2) of a stamp file made once, instead of
+ * create + write + close: a third of the cost on ext4, where a new inode waits for the journal.
+ */
+export class LinkedFileLock {
+  private readonly stampPath: string;
+  private readonly stampText: string;
+
+  constructor(private readonly path: string) {
+    const dir = dirname(path);
+    removeDeadStamps(dir);
+    const token = randomBytes(8).toString("hex");
+    this.stampText = `${process.pid} ${token}\n`;
+    this.stampPath = join(dir, `${OWNER_PREFIX}${process.pid}-${token}`);
+    this.writeStamp();
+  }
+
+  run<T>(fn: () => T): T {
+    acquire(this.path, () => {
+      try {
+        linkSync(this.stampPath, this.path);
+        return true;
+      } catch (err) {
+        if (isExists(err)) return false;
+        // Our stamp was removed under us: make it again; the next try links it.
+        if (isErrnoException(err) && err.code === "ENOENT") {
+          this.writeStamp();
+          return false;
+        }
+        throw err;
+      }
+    });
+    return runAndRelease(this.path, fn);
+  }
+
+  /** Removes the stamp; the lock itself is never held between calls of `run`. */
+  close(): void {
+    try {
+      unlinkSync(this.stampPath);
+    } catch {
+      // Already gone.
+    }
+  }
+
+  private writeStamp(): void {
+    writeFileSync(this.stampPath, this.stampText, { mode: 0o600, flag: "w" });
+  }
+}
+
+/** Stamps of processes that died without closing their lock (a crash), removed best-effort. */
+function removeDeadStamps(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(OWNER_PREFIX)) continue;
+    const pid = Number.parseInt(name.slice(OWNER_PREFIX.length), 10);
+    if (Number.isSafeInteger(pid) && pid > 0 && !isProcessAlive(pid)) {
+      try {
+        unlinkSync(join(dir, name));
+      } catch {
+        // Another process removed it first.
+      }
+    }
   }
 }

@@ -19,7 +19,7 @@ import {
 // Reached directly, as audit-log.ts does: the lock and the atomic create are not part of
 // authority's public face, and the ledger needs exactly their cross-process guarantees.
 import { createFileExclusive } from "../authority/atomic-file.js";
-import { withFileLock } from "../authority/file-lock.js";
+import { LinkedFileLock, withFileLock } from "../authority/file-lock.js";
 import type { Home } from "../authority/home.js";
 import { isErrnoException, VallignusError } from "../errors.js";
 import { isValidId } from "../policy/index.js";
@@ -675,10 +675,14 @@ class OpenLedger implements Ledger {
   constructor(
     readonly jti: string,
     private readonly journal: Journal,
-    private readonly lockPath: string,
+    lockPath: string,
     private readonly owner: OwnerStamp,
     private readonly now: () => Date,
-  ) {}
+  ) {
+    this.lock = new LinkedFileLock(lockPath);
+  }
+
+  private readonly lock: LinkedFileLock;
 
   reserve(amountNano: number, meta: ReserveMeta): ReserveResult {
     assertAmount("reserve", amountNano);
@@ -902,6 +906,7 @@ class OpenLedger implements Ledger {
       if (this.syncing.size > 0) this.journal.sync();
     }
     this.journal.close();
+    this.lock.close();
   }
 
   /** Runs `fn` under the lock on a fold brought up to date with every other process's lines. */
@@ -909,7 +914,7 @@ class OpenLedger implements Ledger {
     if (this.journal.closed)
       throw new VallignusError("ERR_LEDGER_CLOSED", `the ledger of ${this.jti} is closed`);
     if (this.broken !== undefined) throw this.broken;
-    return withFileLock(this.lockPath, () => {
+    return this.lock.run(() => {
       this.guard(() => {
         this.journal.refresh(true);
       });

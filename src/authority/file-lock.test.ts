@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+
+import { LinkedFileLock, withFileLock } from "./file-lock.js";
+
+const root = mkdtempSync(join(tmpdir(), "vallignus-lock-"));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+const freshDir = () => mkdtempSync(join(root, "d-"));
+
+/** A pid no process has: above the kernel's pid_max. */
+const DEAD_PID = 4_194_305;
+
+test("LinkedFileLock: runs fn under the lock, then leaves only its stamp until closed", () => {
+  const dir = freshDir();
+  const path = join(dir, ".lock");
+  const lock = new LinkedFileLock(path);
+  const seen = lock.run(() => existsSync(path));
+  assert.equal(seen, true, "the lock file exists while fn runs");
+  assert.equal(existsSync(path), false, "and is gone after");
+  assert.deepEqual(
+    readdirSync(dir).map((n) => n.replace(/-[0-9a-f]{16}$/, "")),
+    [`.owner-${process.pid}`],
+  );
+  lock.close();
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test("LinkedFileLock: a lock left by a dead process is taken over; a dead stamp is removed", () => {
+  const dir = freshDir();
+  const path = join(dir, ".lock");
+  writeFileSync(path, `${DEAD_PID} gone\n`);
+  writeFileSync(join(dir, `.owner-${DEAD_PID}-00`), `${DEAD_PID} gone\n`);
+  const lock = new LinkedFileLock(path);
+  assert.equal(existsSync(join(dir, `.owner-${DEAD_PID}-00`)), false);
+  assert.equal(
+    lock.run(() => 42),
+    42,
+  );
+  lock.close();
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test("LinkedFileLock and withFileLock exclude each other across processes", async () => {
+  const dir = freshDir();
+  const path = join(dir, ".lock");
+  // The child takes the lock the O_EXCL way, says so, holds it 300 ms, and prints when it let go.
+  const script = `
+    import { withFileLock } from ${JSON.stringify(join(import.meta.dirname, "file-lock.ts"))};
+    withFileLock(${JSON.stringify(path)}, () => {
+      process.stdout.write("held\\n");
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+    });
+    process.stdout.write("released " + Date.now() + "\\n");
+  `;
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script]);
+  let out = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+  await new Promise<void>((done) => {
+    const poll = setInterval(() => {
+      if (out.includes("held")) {
+        clearInterval(poll);
+        done();
+      }
+    }, 5);
+  });
+  const lock = new LinkedFileLock(path);
+  const entered = lock.run(() => Date.now());
+  lock.close();
+  await new Promise((done) => child.on("close", done));
+  const released = Number(/released (\d+)/.exec(out)?.[1]);
+  assert.ok(Number.isFinite(released), out);
+  assert.ok(entered >= released, `entered at ${entered}, released at ${released}`);
+  // And the other way: while a LinkedFileLock holds it, an O_EXCL create (withFileLock's way
+  // in) finds it taken; once it is released, withFileLock gets it.
+  const second = new LinkedFileLock(path);
+  second.run(() => assert.equal(tryCreate(path), "taken"));
+  second.close();
+  assert.equal(
+    withFileLock(path, () => "free"),
+    "free",
+  );
+});
+
+/** Whether a fresh O_EXCL create of the lock file fails, as `withFileLock`'s first try does. */
+function tryCreate(path: string): string {
+  try {
+    writeFileSync(path, "probe", { flag: "wx" });
+    rmSync(path);
+    return "free";
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EEXIST" ? "taken" : String(err);
+  }
+}
