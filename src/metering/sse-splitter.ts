@@ -38,12 +38,19 @@ export function createSseSplitter(): SseSplitter {
     const events: Buffer[] = [];
     let eventStart = 0;
     let index = scanned;
+    // indexOf runs in native code; a JS loop over every byte was most of the cost of reading a
+    // stream. Streams rarely carry CR, so its position is looked up again only once passed.
+    let cr = pending.indexOf(CR, index);
     while (index < pending.length) {
-      const byte = pending[index];
-      if (byte !== LF && byte !== CR) {
-        index += 1;
-        continue;
+      if (cr !== -1 && cr < index) cr = pending.indexOf(CR, index);
+      const lf = pending.indexOf(LF, index);
+      const next = lf === -1 ? cr : cr === -1 ? lf : Math.min(lf, cr);
+      if (next === -1) {
+        index = pending.length;
+        break;
       }
+      index = next;
+      const byte = pending[index];
       // A CR as the last byte may be the first half of a CRLF: wait for the next byte.
       if (byte === CR && index + 1 === pending.length && !final) break;
       const end = byte === CR && pending[index + 1] === LF ? index + 2 : index + 1;
