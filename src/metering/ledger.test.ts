@@ -24,6 +24,7 @@ import {
   readLedgerSummary,
   recoverDeadReservations,
   type Ledger,
+  type LedgerState,
   type OpenLedgerOptions,
 } from "./ledger.js";
 
@@ -806,3 +807,103 @@ function batchHome(): { home: Home; cleanup: () => void } {
   home.ensureLayout();
   return { home, cleanup: () => rmSync(root, { recursive: true, force: true }) };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints: a long-used token's ledger opens from `ledger/<jti>.fold`, not from line 1.
+
+const BATCH_JTI = "b".repeat(32);
+const checkpointPath = (home: Home) => home.path("ledger", `${BATCH_JTI}.fold`);
+
+/** Adds `calls` reserve + settle pairs (2 lines each) in a few batches; leaves one reservation open. */
+async function fill(ledger: Ledger, calls: number): Promise<string> {
+  const reserved = await Promise.all(
+    Array.from({ length: calls }, () => ledger.reserveSoon(1, META)),
+  );
+  const ids = reserved.flatMap((r) => (r.ok ? [r.id] : []));
+  assert.equal(ids.length, calls);
+  const open = ids.pop() ?? "";
+  await Promise.all(ids.map((id) => ledger.settleSoon(id, 1)));
+  return open;
+}
+
+/** The state of the journal folded from line 1, the checkpoint out of the way. */
+function fullFoldState(home: Home): LedgerState {
+  const cp = checkpointPath(home);
+  const saved = existsSync(cp) ? readFileSync(cp) : undefined;
+  rmSync(cp, { force: true });
+  try {
+    const ledger = openBatchLedger(home);
+    const state = ledger.state();
+    ledger.close();
+    return state;
+  } finally {
+    if (saved !== undefined) writeFileSync(cp, saved);
+  }
+}
+
+batchTest(
+  "checkpoint: written on close after 1,000 lines; reopening gives the same state",
+  async (home, ledger) => {
+    const open = await fill(ledger, 600);
+    const before = ledger.state();
+    ledger.close();
+    assert.ok(existsSync(checkpointPath(home)), "a checkpoint was written");
+    const again = openBatchLedger(home);
+    assert.deepEqual(again.state(), before);
+    // Work goes on from it: a repeated settle of an old id changes nothing, the open one settles,
+    // and new reservations get ids after every line.
+    assert.deepEqual(again.settle("r1", 5), before);
+    assert.equal(again.settle(open, 1).openReservations, 0);
+    const next = again.reserve(3, META);
+    assert.ok(next.ok && Number(next.id.slice(1)) >= 1199);
+    const after = again.state();
+    again.close();
+    assert.deepEqual(fullFoldState(home), after);
+  },
+);
+
+batchTest(
+  "checkpoint: one that does not match the journal, or is torn, is ignored",
+  async (home, ledger) => {
+    await fill(ledger, 600);
+    ledger.close();
+    const cp = checkpointPath(home);
+    const good = readFileSync(cp, "utf8");
+    const truth = fullFoldState(home);
+    // A checkpoint whose state was edited fails its checksum; a torn one too; one naming a line
+    // that is not where it says fails the match. Each time the full fold decides.
+    const edited = good.replace(
+      /"spent":(\d+)/,
+      (_, n: string) => `"spent":${String(Number(n) - 100)}`,
+    );
+    const moved = good.replace(/"size":(\d+)/, (_, n: string) => `"size":${String(Number(n) - 1)}`);
+    for (const bad of [edited, good.slice(0, good.length / 2), moved, "garbage\n"]) {
+      writeFileSync(cp, bad);
+      const again = openBatchLedger(home);
+      assert.deepEqual(again.state(), truth);
+      again.close();
+    }
+  },
+);
+
+batchTest(
+  "checkpoint: a reservation open in it, whose owner died, is recovered",
+  async (home, ours) => {
+    ours.close();
+    const dead = openLedger(home, {
+      jti: BATCH_JTI,
+      agentId: "a",
+      policyId: "p",
+      policyVersion: 1,
+      budgetNano: 1000,
+      owner: { sessionId: "gone", pid: deadPid() },
+    });
+    await fill(dead, 600);
+    dead.close();
+    const again = openBatchLedger(home);
+    assert.equal(again.recovered.length, 1);
+    assert.equal(again.state().openReservations, 0);
+    again.close();
+    assert.deepEqual(readLedgerSummary(home, BATCH_JTI)?.openReservations, 0);
+  },
+);

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import {
   closeSync,
   constants as fsConstants,
@@ -12,7 +12,9 @@ import {
   readdirSync,
   readFileSync,
   readSync,
+  renameSync,
   statSync,
+  writeFileSync,
   writeSync,
 } from "node:fs";
 
@@ -34,10 +36,12 @@ import { isValidId } from "../policy/index.js";
  * operation: an append costs one fdatasync, where temp + fsync + rename + directory fsync costs
  * two fsyncs and three metadata operations, and the journal is also the history of every charge.
  *
- * Cost on the hot path (per reserve and per settle): take the lock (create + unlink of a small
- * file, no fsync: a lock left by a crash is recognised by its dead pid), fstat + stat, read only
- * the bytes other processes appended since our last look, one write(2), one fdatasync.
- * Opening folds the whole journal once (O(lines)); after that each operation is O(new lines).
+ * Cost on the hot path (one batch of the reservations and settlements asked for in one turn of
+ * the event loop): take the lock (link + unlink of a stamp file, no fsync: a lock left by a crash
+ * is recognised by its dead pid), fstat + stat, read only the bytes other processes appended
+ * since our last look, one write(2), and one fdatasync off the event loop if the batch reserves.
+ * Opening folds the journal from its checkpoint (`<jti>.fold`, written when a run closes a ledger
+ * that grew by 1,000 lines), or from line 1 without one; after that each operation is O(new lines).
  *
  * A line whose write was cut short by a crash has no newline. Such a tail is ignored (and cut off
  * by the next writer): its write never finished, so it was never acknowledged. Anything else that
@@ -203,6 +207,18 @@ function ledgerLockPath(home: Home, jti: string): string {
   return home.path("ledger", `${jti}.lock`);
 }
 
+/**
+ * A checkpoint of the fold, `ledger/<jti>.fold`: the state after the first `size` bytes and the
+ * text of the line that ends there, so that opening a long-used token's ledger reads only what
+ * came after. Written when a run closes the ledger, once CHECKPOINT_EVERY_LINES lines were added;
+ * it is a cache: a missing or stale one costs a full fold, never a wrong state.
+ */
+function ledgerCheckpointPath(home: Home, jti: string): string {
+  return home.path("ledger", `${jti}.fold`);
+}
+
+const CHECKPOINT_EVERY_LINES = 1000;
+
 // ---------------------------------------------------------------------------------------------
 // Owners: is the process that holds a reservation still there to settle it?
 
@@ -286,7 +302,7 @@ function isOwnerAlive(owner: OwnerStamp): boolean {
 // Lines: one JSON object per line, its last member a checksum of everything before it.
 
 function checksum(body: string): string {
-  return createHash("sha256").update(body, "utf8").digest("hex").slice(0, CHECKSUM_HEX_CHARS);
+  return hash("sha256", body, "hex").slice(0, CHECKSUM_HEX_CHARS);
 }
 
 function encodeLine(fields: Readonly<Record<string, unknown>>): string {
@@ -336,7 +352,73 @@ class Fold {
   /** Settled ids, so a repeated settle is recognised as such rather than as a bug. */
   readonly closed = new Set<string>();
 
+  /** Lines before this seq were folded by a checkpoint: their settled ids are not listed. */
+  checkpointSeq = 0;
+
   constructor(private readonly path: string) {}
+
+  /** Whether reservation `id` was settled or recovered (and so a repeat settle changes nothing). */
+  isClosed(id: string): boolean {
+    if (this.closed.has(id)) return true;
+    // Ids are `r<seq of their reserve line>`; one from before the checkpoint that is not open
+    // anymore was settled.
+    const seq = /^r([0-9]{1,15})$/.exec(id)?.[1];
+    return seq !== undefined && Number(seq) < this.checkpointSeq && !this.open.has(id);
+  }
+
+  snapshot(): Record<string, unknown> {
+    return {
+      seq: this.nextSeq,
+      spent: this.spent,
+      reserved: this.reserved,
+      calls: this.calls,
+      open: [...this.open].map(([id, r]) => ({ id, amount: r.amount, owner: r.owner })),
+    };
+  }
+
+  /**
+   * Takes the state of a checkpoint taken at line `seq`, after line 0 (the header) was folded
+   * here. Checked as strictly as lines are; false (and nothing changed) if it does not check out.
+   */
+  restore(cp: Readonly<Record<string, unknown>>): boolean {
+    if (this.nextSeq !== 1 || this.header === undefined) return false;
+    const { seq, spent, reserved, calls, open } = cp;
+    const count = (v: unknown): v is number =>
+      typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+    if (!count(seq) || seq < 1 || !count(spent) || !count(reserved) || !count(calls)) return false;
+    if (!Array.isArray(open)) return false;
+    const restored = new Map<string, OpenReservation>();
+    let sum = 0;
+    for (const item of open as unknown[]) {
+      if (typeof item !== "object" || item === null) return false;
+      const { id, amount, owner } = item as Record<string, unknown>;
+      if (typeof id !== "string" || !/^r[0-9]{1,15}$/.test(id) || Number(id.slice(1)) >= seq)
+        return false;
+      if (!count(amount) || typeof owner !== "object" || owner === null) return false;
+      const o = owner as Record<string, unknown>;
+      const nullableText = (v: unknown) => v === null || typeof v === "string";
+      if (typeof o["session_id"] !== "string" || !count(o["pid"]) || o["pid"] < 1) return false;
+      if (!nullableText(o["pid_start"]) || !nullableText(o["boot_id"])) return false;
+      restored.set(id, {
+        amount,
+        owner: {
+          session_id: o["session_id"],
+          pid: o["pid"],
+          pid_start: o["pid_start"],
+          boot_id: o["boot_id"],
+        },
+      });
+      sum += amount;
+    }
+    if (sum !== reserved || restored.size !== open.length) return false;
+    this.nextSeq = seq;
+    this.spent = spent;
+    this.reserved = reserved;
+    this.calls = calls;
+    for (const [id, r] of restored) this.open.set(id, r);
+    this.checkpointSeq = seq;
+    return true;
+  }
 
   corrupt(why: string): VallignusError {
     return new VallignusError(
@@ -463,12 +545,19 @@ class Fold {
  * Folds the complete lines in [from, to) and returns the offset just past the last of them.
  * Bytes after the last newline are a write that never finished; they are left for the caller.
  */
-function foldRange(fd: number, from: number, to: number, fold: Fold): number {
+function foldRange(
+  fd: number,
+  from: number,
+  to: number,
+  fold: Fold,
+  maxLines = Number.POSITIVE_INFINITY,
+): number {
+  let lines = 0;
   const chunk = Buffer.allocUnsafe(READ_CHUNK_BYTES);
   let carry = Buffer.alloc(0);
   let pos = from;
   let end = from;
-  while (pos < to) {
+  while (pos < to && lines < maxLines) {
     const n = readSync(fd, chunk, 0, Math.min(READ_CHUNK_BYTES, to - pos), pos);
     if (n === 0) break;
     pos += n;
@@ -477,12 +566,13 @@ function foldRange(fd: number, from: number, to: number, fold: Fold): number {
     let start = 0;
     for (
       let nl = data.indexOf(10, start);
-      nl !== -1 && nl < dataEnd;
+      nl !== -1 && nl < dataEnd && lines < maxLines;
       nl = data.indexOf(10, start)
     ) {
       fold.applyLine(data.toString("utf8", start, nl));
       end += nl + 1 - start;
       start = nl + 1;
+      lines++;
     }
     // Copied, because `chunk` is reused by the next read.
     carry = Buffer.from(data.subarray(start, dataEnd));
@@ -523,6 +613,53 @@ class Journal {
       throw new VallignusError("ERR_LEDGER_READ", `cannot open ${path}: ${describeError(err)}`);
     }
     return new Journal(path, fd);
+  }
+
+  /**
+   * Starts from a checkpoint (see `writeCheckpoint`) instead of folding every line, when it
+   * matches this file: folds line 0 (the header) itself, checks that the checkpoint's last line
+   * is in the file where it says, takes its state and goes on from there. A checkpoint that is
+   * missing, torn or does not match is ignored, and refresh() folds every line as before.
+   */
+  resumeFrom(checkpointPath: string): void {
+    if (this.knownSize !== 0) return;
+    let cp: Record<string, unknown> | undefined;
+    try {
+      cp = decodeLine(readFileSync(checkpointPath, "utf8").replace(/\n$/, ""));
+    } catch {
+      return;
+    }
+    const fd = this.requireFd();
+    const { size: cpSize, last } = cp ?? {};
+    if (cp?.["v"] !== FORMAT_VERSION || typeof last !== "string") return;
+    if (typeof cpSize !== "number" || !Number.isSafeInteger(cpSize)) return;
+    const tail = Buffer.from(`${last}\n`, "utf8");
+    const tailStart = cpSize - tail.length;
+    if (tailStart <= 0 || cpSize > fstatSync(fd).size) return;
+    const onDisk = Buffer.alloc(tail.length + 1);
+    if (readSync(fd, onDisk, 0, onDisk.length, tailStart - 1) !== onDisk.length) return;
+    // The line must start right after a newline, and be byte for byte the checkpoint's.
+    if (onDisk[0] !== 0x0a || !onDisk.subarray(1).equals(tail)) return;
+    const headerEnd = foldRange(fd, 0, Math.min(tailStart, READ_CHUNK_BYTES), this.fold, 1);
+    this.knownSize = headerEnd;
+    if (this.fold.restore(cp)) this.knownSize = cpSize;
+  }
+
+  /** Bytes folded: the offset just past the last complete line. */
+  get size(): number {
+    return this.knownSize;
+  }
+
+  /** The last complete line folded, without its newline; "" when none. */
+  lastLine(): string {
+    const fd = this.requireFd();
+    const start = Math.max(0, this.knownSize - READ_CHUNK_BYTES);
+    const buf = Buffer.alloc(this.knownSize - start);
+    const n = readSync(fd, buf, 0, buf.length, start);
+    if (n !== buf.length || buf[n - 1] !== 0x0a) return "";
+    const from = buf.lastIndexOf(0x0a, n - 2) + 1;
+    if (from === 0 && start !== 0) return "";
+    return buf.toString("utf8", from, n - 1);
   }
 
   get header(): Header {
@@ -676,10 +813,33 @@ class OpenLedger implements Ledger {
     readonly jti: string,
     private readonly journal: Journal,
     lockPath: string,
+    private readonly checkpointPath: string,
     private readonly owner: OwnerStamp,
     private readonly now: () => Date,
   ) {
     this.lock = new LinkedFileLock(lockPath);
+  }
+
+  /** See ledgerCheckpointPath. Best effort: a checkpoint that cannot be written is skipped. */
+  private writeCheckpoint(): void {
+    try {
+      this.lock.run(() => {
+        this.journal.refresh(true);
+        const last = this.journal.lastLine();
+        if (last === "") return;
+        const text = encodeLine({
+          v: FORMAT_VERSION,
+          size: this.journal.size,
+          last,
+          ...this.journal.fold.snapshot(),
+        });
+        const temp = `${this.checkpointPath}.tmp-${process.pid}`;
+        writeFileSync(temp, text, { mode: JOURNAL_MODE });
+        renameSync(temp, this.checkpointPath);
+      });
+    } catch {
+      // The next open folds from the previous checkpoint, or from the start.
+    }
   }
 
   private readonly lock: LinkedFileLock;
@@ -712,7 +872,7 @@ class OpenLedger implements Ledger {
     assertAmount("settle", actualNano);
     return this.locked(() => {
       const fold = this.journal.fold;
-      if (fold.closed.has(id)) return fold.state();
+      if (fold.isClosed(id)) return fold.state();
       const line = this.settleLine(id, actualNano, meta, fold.spent);
       this.write(line.entry, line.durable);
       return fold.state();
@@ -856,7 +1016,7 @@ class OpenLedger implements Ledger {
     let reserved = fold.reserved;
     const settledIds = new Set<string>();
     const settleOutcome = settles.map((p): Error | "state" => {
-      if (fold.closed.has(p.id) || settledIds.has(p.id)) return "state";
+      if (fold.isClosed(p.id) || settledIds.has(p.id)) return "state";
       try {
         const line = this.settleLine(p.id, p.actualNano, p.meta, spent);
         entries.push(line.entry);
@@ -904,6 +1064,8 @@ class OpenLedger implements Ledger {
       this.flushPending(true);
       // Syncs still running on the thread pool (call drain() first to wait for them instead).
       if (this.syncing.size > 0) this.journal.sync();
+      const fold = this.journal.fold;
+      if (fold.nextSeq - fold.checkpointSeq >= CHECKPOINT_EVERY_LINES) this.writeCheckpoint();
     }
     this.journal.close();
     this.lock.close();
@@ -977,6 +1139,7 @@ export function openLedger(home: Home, opts: OpenLedgerOptions): Ledger {
   mkdirSync(home.dir("ledger"), { recursive: true, mode: DIR_MODE });
   const path = ledgerJournalPath(home, opts.jti);
   const lockPath = ledgerLockPath(home, opts.jti);
+  const checkpointPath = ledgerCheckpointPath(home, opts.jti);
   const owner = stampOwner(opts.owner);
   return withFileLock(lockPath, () => {
     // Under the lock nobody else creates it; the create is still atomic (temp + fsync + link +
@@ -999,6 +1162,7 @@ export function openLedger(home: Home, opts: OpenLedgerOptions): Ledger {
     if (journal === undefined)
       throw new VallignusError("ERR_LEDGER_WRITE", `cannot create ${path}`);
     try {
+      journal.resumeFrom(checkpointPath);
       journal.refresh(true);
       const h = journal.header;
       const mismatch = (
@@ -1015,7 +1179,7 @@ export function openLedger(home: Home, opts: OpenLedgerOptions): Ledger {
           "ERR_LEDGER_MISMATCH",
           `ledger ${opts.jti} records ${mismatch[0]} ${String(mismatch[1])}, the token names ${String(mismatch[2])}; refusing to guess which is right`,
         );
-      const ledger = new OpenLedger(opts.jti, journal, lockPath, owner, now);
+      const ledger = new OpenLedger(opts.jti, journal, lockPath, checkpointPath, owner, now);
       ledger.recovered = recoverInJournal(journal, now);
       return ledger;
     } catch (err) {
@@ -1088,10 +1252,11 @@ function summarize(journal: Journal): LedgerSummary {
   };
 }
 
-function readSummary(path: string): LedgerSummary | undefined {
+function readSummary(path: string, checkpointPath: string): LedgerSummary | undefined {
   const journal = Journal.open(path, false);
   if (journal === undefined) return undefined;
   try {
+    journal.resumeFrom(checkpointPath);
     journal.refresh(false);
     return summarize(journal);
   } finally {
@@ -1108,11 +1273,12 @@ function readSummary(path: string): LedgerSummary | undefined {
 export function readLedgerSummary(home: Home, jti: string): LedgerSummary | undefined {
   if (!isValidId(jti)) throw inputError(`invalid jti ${JSON.stringify(jti)}`);
   const path = ledgerJournalPath(home, jti);
+  const checkpoint = ledgerCheckpointPath(home, jti);
   try {
-    return readSummary(path);
+    return readSummary(path, checkpoint);
   } catch (err) {
     if (!(err instanceof VallignusError && err.code === "ERR_LEDGER_CORRUPT")) throw err;
-    return withFileLock(ledgerLockPath(home, jti), () => readSummary(path));
+    return withFileLock(ledgerLockPath(home, jti), () => readSummary(path, checkpoint));
   }
 }
 
