@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-import { Home, resolveHomeDir } from "../authority/index.js";
 import { EXIT, usageError, VallignusError } from "../errors.js";
 import { createPrinter } from "./output.js";
 
 // Command groups load on demand: `run` should not pay for the audit viewer, nor `auth` for the
-// proxy and the price table.
+// proxy and the price table. The authority too, so that --version and --help load almost nothing.
+const loadAuthority = () => import("../authority/index.js");
 const loadAuth = () => import("./auth-commands.js");
 const loadAudit = () => import("./audit-commands.js");
 const loadSpend = () => import("./spend-command.js");
@@ -46,6 +46,7 @@ async function main(argv: readonly string[]): Promise<number> {
     out.line("0.1.0");
     return EXIT.ok;
   }
+  const { Home, resolveHomeDir } = await loadAuthority();
   const ctx = { home: new Home(resolveHomeDir()), now: () => new Date(), out };
   switch (group) {
     case "auth":

@@ -8,8 +8,11 @@ const CA_VARIABLES = [
   "CURL_CA_BUNDLE",
 ] as const;
 
-/** The compiled preload beside this file (dist/run/preload.js). */
-export const PRELOAD_PATH = fileURLToPath(new URL("./preload.js", import.meta.url));
+/**
+ * The built preload, dist/run/preload.js. Named from the parent folder because the bundler may
+ * move this code into any folder one level below dist/ (the bin's, or a chunk's).
+ */
+export const PRELOAD_PATH = fileURLToPath(new URL("../run/preload.js", import.meta.url));
 
 /**
  * The agent's environment: every proxy variable in both cases points at our proxy, NO_PROXY is

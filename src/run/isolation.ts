@@ -17,7 +17,8 @@ export interface IsolationPlan {
   readonly setupInside: boolean;
 }
 
-export const HELPER_PATH = fileURLToPath(new URL("./netns-helper.js", import.meta.url));
+/** dist/run/netns-helper.js, named from the parent folder for the reason given for PRELOAD_PATH. */
+export const HELPER_PATH = fileURLToPath(new URL("../run/netns-helper.js", import.meta.url));
 
 /** The port the bridge listens on inside the namespace; nothing else is there to collide with. */
 export const INNER_PROXY_PORT = 3128;
