@@ -108,6 +108,13 @@ export async function runSupervised(
   // Decided before anything starts: --isolate either isolates or refuses to run.
   const isolation = options.isolate ? planIsolation() : undefined;
   const policyVersion = getPolicyVersion(home, claims.policy_id, claims.policy_version);
+  // Read again to be enforced: it must still be the version the token was checked against.
+  if (policyVersion.sha256 !== claims.policy_sha256)
+    throw new VallignusError(
+      "ERR_TOKEN_POLICY_MISMATCH",
+      `token refused: policy ${claims.policy_id} v${claims.policy_version} changed on disk while the run started`,
+      3,
+    );
   const policy = compilePolicy(policyVersion);
   const ca = loadLocalCa(home);
   const [program] = options.command;
