@@ -1407,8 +1407,8 @@ async function main(): Promise<void> {
       "- In-process rows: bench/usage-parse.ts, bench/policy-decision.ts, bench/tokens.ts " +
         `(tokens: median of ${ROUNDS} runs). Start-up rows: hyperfine -N, median of 20 runs after ` +
         "3 warm-ups; the ratio column gives what `run` adds to `true`. A fresh token has an empty " +
-        "ledger; `run` folds a token's whole ledger at start, so the bench's own token, after the " +
-        "metered rows, shows what a long-used token costs.",
+        "ledger; the bench's own token, after the metered rows, shows what a long-used token costs " +
+        "(`run` opens its ledger from the checkpoint written when the last run closed it).",
       "- Every peer logs each request, as Vallignus's audit log does: squid's access.log, " +
         "tinyproxy at LogLevel Info, mitmdump's default flow lines (to a file). Configs: bench/peers/.",
       ...(failures.length === 0 ? [] : ["", "Failures:", "", ...failures.map((f) => `- ${f}`)]),
