@@ -1369,7 +1369,10 @@ async function main(): Promise<void> {
       rss[1],
       ...micro,
       ...startup,
-    ].filter((r): r is Row => r !== undefined);
+    ]
+      .filter((r): r is Row => r !== undefined)
+      // A partial run leaves the load-peak rows of groups it skipped empty.
+      .filter((r) => only === undefined || Object.keys(r.values).length > 0);
     const text = [
       "# Benchmark results",
       "",
