@@ -745,3 +745,32 @@ test("deny bodies in the provider's shape: Anthropic SDK and Gemini over budget"
   const log = readFileSync(join(t.home, "audit", "audit.jsonl"), "utf8");
   assert.ok(!log.includes("gemini-edge-secret"));
 });
+
+test("a run that ends while a call waits for its answer settles it, audits it, and exits 4", async () => {
+  const token = tokenFor("e-pending", "1", ["fake-gpt=1/2"]);
+  fake.behaviour.responseDelayMs = 5000;
+  const started = Date.now();
+  let r: RunResult;
+  try {
+    r = await runAgent("openai-json", "", { token, flags: ["--max-runtime", "1"] });
+  } finally {
+    fake.behaviour.responseDelayMs = 0;
+  }
+  // Stopped by the runtime limit, not by the provider's answer 5 s later.
+  assert.equal(r.status, 4, r.stderr);
+  assert.ok(Date.now() - started < 4000, `the run took ${Date.now() - started} ms`);
+  assert.doesNotMatch(r.stderr, /ERR_AUDIT_CLOSED|internal error/);
+  const lines = audit("e-pending");
+  const calls = meteredCalls("e-pending");
+  assert.equal(calls.length, 1, JSON.stringify(lines));
+  const [call] = calls;
+  assert.ok(call !== undefined);
+  assert.match(String(call["error"]), /client closed/);
+  // It was sent, and nothing came back to say what it cost: charged its whole reservation.
+  assert.equal(call["charged_full"], true);
+  const end = lines.findIndex((l) => l["event"] === "run_end");
+  assert.ok(lines.indexOf(call) < end, "the call's line comes before run_end");
+  const spend = spendOf("e-pending");
+  assert.equal(spend.open_reservations, 0);
+  assert.ok(spend.spent_nano > 0);
+});

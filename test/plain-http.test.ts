@@ -12,7 +12,7 @@ import {
   type Server,
   type ServerResponse,
 } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer as createTcpServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
@@ -42,6 +42,9 @@ let origin: Server;
 let originPort: number;
 /** An allowed port with nothing listening on it. */
 let deadPort: number;
+/** An allowed port whose server answers every request with a status line Node will not write. */
+let rawPort: number;
+let raw: ReturnType<typeof createTcpServer>;
 let connections = 0;
 const seen: Seen[] = [];
 
@@ -115,7 +118,15 @@ before(async () => {
   await new Promise<void>((r) => dead.listen(0, "127.0.0.1", r));
   deadPort = (dead.address() as AddressInfo).port;
   await new Promise((r) => dead.close(r));
-  home = makeQuickstartHome(`plain.test:${originPort},plain.test:${deadPort}`);
+  raw = createTcpServer((socket) => {
+    socket.on("error", () => socket.destroy());
+    socket.once("data", () => socket.write("HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nhi"));
+  });
+  await new Promise<void>((r) => raw.listen(0, "127.0.0.1", r));
+  rawPort = (raw.address() as AddressInfo).port;
+  home = makeQuickstartHome(
+    `plain.test:${originPort},plain.test:${deadPort},plain.test:${rawPort}`,
+  );
   // `runAsync` spawns the CLI with this env.
   home.env["VALLIGNUS_TOKEN"] = home.token;
 });
@@ -123,6 +134,7 @@ before(async () => {
 after(async () => {
   origin.closeAllConnections();
   await new Promise((r) => origin.close(r));
+  await new Promise((r) => raw.close(r));
   home.cleanup();
 });
 
@@ -130,7 +142,7 @@ const url = (path: string, port = originPort) => `http://plain.test:${port}${pat
 
 /** Runs a command under `vallignus run`, with plain.test resolving to loopback. */
 function run(command: string[]): Promise<CliResult> {
-  const resolves = [originPort, deadPort].flatMap((p) => [
+  const resolves = [originPort, deadPort, rawPort].flatMap((p) => [
     "--resolve",
     `plain.test:${p}:127.0.0.1`,
   ]);
@@ -244,6 +256,16 @@ test("an allowed name with nothing listening gets a 502 marked allow, audited as
   assert.equal(line["decision"], "allow");
   assert.equal(line["status"], 502);
   assert.equal(line["port"], deadPort);
+});
+
+test("an upstream answer Node cannot pass on (a control byte in its status line) is a 502", async () => {
+  const started = Date.now();
+  const r = await curl("-i", url("/raw", rawPort));
+  assert.match(r.stdout, /^HTTP\/1\.1 502 Bad Gateway\r\n/);
+  assert.ok(Date.now() - started < 8000, "answered, not left to time out");
+  const line = auditLine("/raw");
+  assert.equal(line["status"], 502);
+  assert.match(String(line["error"]), /invalid response from upstream/);
 });
 
 test("a client leaving an endless response closes the upstream request", async () => {

@@ -1,4 +1,4 @@
-import { sha256Hex } from "../authority/canonical-json.js";
+import { canonicalJson, sha256Hex } from "../authority/canonical-json.js";
 import type { DenyReason } from "../policy/index.js";
 
 /** `prev_hash` of the first record: there is nothing before it to link to. */
@@ -95,6 +95,21 @@ export function isDecisionRecord(record: AuditRecord): record is DecisionRecord 
 export function auditRecordHash(record: Readonly<Record<string, unknown>>): string {
   const { hash: _ignored, ...rest } = record;
   return sha256Hex(JSON.stringify(rest));
+}
+
+/**
+ * Whether `hash` is this record's chain hash: over the text as written, or, for lines written
+ * before 2026-11-26, over the record's canonical JSON (keys sorted), so older logs still verify.
+ * Either way the hash covers every field but `hash`; an edit shows unless the editor rehashes,
+ * which the chain (without a key) never could prevent.
+ */
+export function recordHashMatches(
+  record: Readonly<Record<string, unknown>>,
+  hash: string,
+): boolean {
+  if (auditRecordHash(record) === hash) return true;
+  const { hash: _ignored, ...rest } = record;
+  return sha256Hex(canonicalJson(rest)) === hash;
 }
 
 const HASH_PATTERN = /^[0-9a-f]{64}$/;

@@ -5,7 +5,7 @@ import type { Home } from "../authority/index.js";
 import { isErrnoException } from "../errors.js";
 import { auditLockPath, auditLogPath } from "./audit-log.js";
 import { readLines } from "./lines.js";
-import { auditRecordHash, GENESIS_HASH, isHashHex } from "./records.js";
+import { GENESIS_HASH, isHashHex, recordHashMatches } from "./records.js";
 
 export type AuditVerifyResult =
   | { readonly ok: true; readonly records: number }
@@ -66,7 +66,7 @@ function checkLine(
         : "prev_hash does not match the hash of the line before (a line was edited or replaced)",
     );
   }
-  if (!isHashHex(hash) || auditRecordHash(record) !== hash)
+  if (!isHashHex(hash) || !recordHashMatches(record, hash))
     return broken("hash does not match the record's content (the line was edited)");
   return { hash };
 }

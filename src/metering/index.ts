@@ -13,4 +13,4 @@ export {
   reservationNanoUsd,
 } from "./reservation.js";
 export { listLedgers, openLedger, readLedgerSummary, recoverDeadReservations } from "./ledger.js";
-export type { Ledger, LedgerState, LedgerSummary, ReserveResult } from "./ledger.js";
+export type { Ledger, LedgerState, LedgerSummary, ReserveResult, SettleMeta } from "./ledger.js";

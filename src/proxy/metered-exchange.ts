@@ -16,8 +16,10 @@ import {
   readLlmRequest,
   reservationNanoUsd,
   type Ledger,
+  type LedgerState,
   type ModelPricing,
   type ProviderId,
+  type SettleMeta,
   type Usage,
 } from "../metering/index.js";
 import { redactPath } from "../audit/index.js";
@@ -86,7 +88,9 @@ function usd(nano: number): string {
  * verified TLS to the checked address, reads the provider's usage from the response as it
  * streams, and settles the reservation to the actual cost (or to all of it, failing closed).
  */
-export function createMeteredHandler(options: MeterOptions): InnerHandler {
+export function createMeteredHandler(
+  options: MeterOptions,
+): InnerHandler & { finished(timeoutMs: number): Promise<void> } {
   const { identity, policy, ledger } = options;
   // One secure context for the trusted roots, made once, on the first metered call (a run that
   // makes none keeps the ~140 parsed roots out of memory): passing `ca` per request instead would
@@ -113,9 +117,45 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
     return pricing;
   };
 
-  return (req: IncomingMessage, res: ServerResponse, tunnel: TunnelContext) => {
+  /** Calls sent upstream and not yet settled; settlements whose audit line is not yet written. */
+  let calls = 0;
+  const unfinished = new Set<Promise<void>>();
+  const track = (done: Promise<void>) => {
+    unfinished.add(done);
+    void done.finally(() => unfinished.delete(done));
+  };
+  // The ledger refuses a malformed amount by throwing; that is a failed settlement like any other.
+  const settleSafely = (id: string, cost: number, meta: SettleMeta): Promise<LedgerState> => {
+    try {
+      return ledger.settleSoon(id, cost, meta);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  };
+  // After the run's end (a bug if it happens) the line has nowhere to go; it must not crash us.
+  const appendSafely = (fields: Record<string, unknown>) => {
+    try {
+      options.audit.append(fields);
+    } catch {
+      // Nothing to record it in.
+    }
+  };
+
+  const handler = (req: IncomingMessage, res: ServerResponse, tunnel: TunnelContext) => {
     void serve(req, res, tunnel);
   };
+  /**
+   * Waits (up to `timeoutMs`) until every call in flight is settled and its audit line queued:
+   * the supervisor calls it after closing the proxy, before draining the ledger and run_end.
+   */
+  const finished = async (timeoutMs: number): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    while (calls > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    agentMade?.destroy();
+    await ledger.drain();
+    await Promise.allSettled([...unfinished]);
+  };
+  return Object.assign(handler, { finished });
 
   async function serve(
     req: IncomingMessage,
@@ -283,6 +323,7 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
     ) => {
       if (settled) return;
       settled = true;
+      calls--;
       const fields: Record<string, unknown> = {
         ...base,
         decision: "allow",
@@ -309,7 +350,13 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
             chargedFull = true;
           }
         }
-        const settled = ledger.settleSoon(reservation.id, cost, {
+        // A provider-reported cost we cannot hold (OpenRouter's cost + upstream cost, say)
+        // charges the whole reservation rather than failing the settlement.
+        if (!Number.isSafeInteger(cost) || cost < 0) {
+          cost = reservation.amount;
+          chargedFull = true;
+        }
+        const settled = settleSafely(reservation.id, cost, {
           ...(usage === undefined
             ? {}
             : { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens }),
@@ -338,22 +385,21 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
         const cheapest = cheapestNextRequestNanoUsd(pricing);
         // The audit line goes out once the ledger has the settlement (its batch is written
         // at the end of this turn of the event loop), with the spend it brought the total to.
-        void settled.then(
-          (state) => {
-            options.audit.append({
-              ...fields,
-              spent_usd: usd(state.spentNano),
-              budget_usd: budget,
-            });
-            if (state.leftNano < cheapest) options.onBudgetExhausted();
-          },
-          () => options.audit.append({ ...fields, budget_usd: budget }),
+        track(
+          settled.then(
+            (state) => {
+              appendSafely({ ...fields, spent_usd: usd(state.spentNano), budget_usd: budget });
+              if (state.leftNano < cheapest) options.onBudgetExhausted();
+            },
+            () => appendSafely({ ...fields, budget_usd: budget }),
+          ),
         );
         return;
       }
       options.audit.append(fields);
     };
 
+    calls++;
     const upstream = httpsRequest({
       host: tunnel.address,
       port: tunnel.port,
@@ -369,8 +415,20 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
       if (socket.connecting) socket.once("secureConnect", () => (sent = true));
       else sent = true;
     });
+    let reader: ReturnType<typeof createUsageReader> | undefined;
+    let upstreamStatus = 502;
+    // A client that leaves, or a run that ends and drops its connections, ends the call whether
+    // or not the provider has answered yet: the upstream request goes, the call is settled.
+    res.on("close", () => {
+      if (!res.writableFinished) {
+        upstream.destroy();
+        settle(reader?.usage(), false, upstreamStatus, "client closed before the end");
+      }
+    });
     upstream.on("response", (up: IncomingMessage) => {
-      const reader = createUsageReader(request, reading.usageInjected, up.headers["content-type"]);
+      upstreamStatus = up.statusCode ?? 502;
+      reader = createUsageReader(request, reading.usageInjected, up.headers["content-type"]);
+      const usageReader = reader;
       // Dropping the injected usage event changes the length: let the body be chunked.
       const out = dropHeaders(
         forwardHeaders(up.rawHeaders, false),
@@ -379,22 +437,16 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
       res.writeHead(up.statusCode ?? 502, up.statusMessage, out);
       up.on("data", (chunk: Buffer) => {
         bytesIn += chunk.length;
-        const forward = reader.push(chunk);
+        const forward = usageReader.push(chunk);
         if (forward.length > 0) res.write(forward);
       });
       up.on("end", () => {
-        res.end(reader.end());
-        settle(reader.usage(), reader.complete(), up.statusCode ?? 502);
+        res.end(usageReader.end());
+        settle(usageReader.usage(), usageReader.complete(), upstreamStatus);
       });
       up.on("error", (err) => {
         res.destroy();
-        settle(reader.usage(), false, up.statusCode ?? 502, err.message);
-      });
-      res.on("close", () => {
-        if (!res.writableFinished) {
-          upstream.destroy();
-          settle(reader.usage(), false, up.statusCode ?? 502, "client closed before the end");
-        }
+        settle(usageReader.usage(), false, upstreamStatus, err.message);
       });
     });
     upstream.on("error", (err: NodeJS.ErrnoException) => {
@@ -417,7 +469,7 @@ export function createMeteredHandler(options: MeterOptions): InnerHandler {
         });
         return;
       }
-      if (!res.headersSent) {
+      if (!res.headersSent && !res.destroyed) {
         const body = JSON.stringify({
           error: {
             message: `vallignus: upstream ${tunnel.host} failed: ${err.message}`,

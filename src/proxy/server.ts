@@ -349,15 +349,23 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     let upstreamDone = false;
     const failed = (err: Error) => {
       upstreamDone = true;
-      if (!res.headersSent) {
-        res.writeHead(502, { "content-type": "text/plain", "x-vallignus-decision": "allow" });
-        res.end(
-          `vallignus: upstream ${hostText(facts.host)}:${facts.port} failed: ${err.message}\n`,
-        );
-      } else {
+      try {
+        if (!res.headersSent && !res.destroyed) {
+          res.writeHead(502, "Bad Gateway", {
+            "content-type": "text/plain",
+            "x-vallignus-decision": "allow",
+          });
+          res.end(
+            `vallignus: upstream ${hostText(facts.host)}:${facts.port} failed: ${err.message}\n`,
+          );
+        } else {
+          res.destroy();
+        }
+      } catch {
         res.destroy();
+      } finally {
+        entry.finish(judgement, 502, err.message);
       }
-      entry.finish(judgement, 502, err.message);
     };
     res.on("close", () => {
       if (!res.writableFinished) {
@@ -389,10 +397,19 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
           typeof chunk === "number" ? chunk : Buffer.isBuffer(chunk) ? chunk.length : 0;
       },
       onHeaders: (statusCode, rawHeaders, resume, statusText) => {
-        status = statusCode;
         const names: string[] = [];
         for (const value of rawHeaders) names.push(value.toString("latin1"));
-        res.writeHead(statusCode, statusText, forwardHeaders(names, false));
+        try {
+          // A reason phrase or header Node will not write (a control character, say) is the
+          // upstream's fault: answered 502 below, like any upstream failure.
+          res.writeHead(statusCode, statusText, forwardHeaders(names, false));
+        } catch (err) {
+          res.statusMessage = "";
+          const why = `invalid response from upstream: ${err instanceof Error ? err.message : String(err)}`;
+          abortUpstream?.(new Error(why));
+          return false;
+        }
+        status = statusCode;
         res.on("drain", resume);
         return true;
       },

@@ -363,8 +363,9 @@ export async function runSupervised(
   for (const timer of timers) clearTimeout(timer);
   for (const watcher of watchers) watcher.close();
   await proxy.close();
-  // Settlements still queued are written, and their audit lines with them, before run_end.
-  await ledger.drain();
+  // Metered calls the closed connections cut short are settled, the ledger written, and their
+  // audit lines queued, before run_end.
+  await innerHandler.finished(2000);
   const exitStatus = stop !== undefined ? 4 : status;
   audit.append({
     event: "run_end",
