@@ -96,3 +96,16 @@ function tryCreate(path: string): string {
     return (err as NodeJS.ErrnoException).code === "EEXIST" ? "taken" : String(err);
   }
 }
+
+test("a lock whose pid now belongs to another process (pid reuse) is taken over", () => {
+  const dir = freshDir();
+  const path = join(dir, ".lock");
+  // Our own pid, but a start time no process of that pid has: the holder that wrote it is gone.
+  writeFileSync(path, `${process.pid} reused 1\n`);
+  const started = Date.now();
+  assert.equal(
+    withFileLock(path, () => "taken"),
+    "taken",
+  );
+  assert.ok(Date.now() - started < 1000);
+});

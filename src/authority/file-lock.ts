@@ -12,6 +12,7 @@ import {
 import { dirname, join } from "node:path";
 
 import { VallignusError, isErrnoException } from "../errors.js";
+import { readProcStat } from "./proc-stat.js";
 
 const RETRY_MS = 5;
 let holdings = 0;
@@ -31,11 +32,29 @@ function isProcessAlive(pid: number): boolean {
   }
 }
 
-function readLockOwner(path: string): { text: string; pid: number } | undefined {
+/** This process's start time, written into every lock it takes ("" off Linux). */
+const ownStart = readProcStat(process.pid)?.start ?? "";
+
+/**
+ * Whether the process that wrote a lock can still hold it. A lock records `pid … start`: a pid
+ * now worn by a process that started at another time (pid reuse), or a zombie, holds nothing.
+ */
+function isHolderAlive(holder: { pid: number; start: string }): boolean {
+  if (!isProcessAlive(holder.pid)) return false;
+  if (holder.start === "") return true;
+  const proc = readProcStat(holder.pid);
+  if (proc === null) return true;
+  return proc.state !== "Z" && proc.state !== "X" && proc.start === holder.start;
+}
+
+function readLockOwner(path: string): { text: string; pid: number; start: string } | undefined {
   try {
     const text = readFileSync(path, "utf8");
-    const pid = Number.parseInt(text.split(" ")[0] ?? "", 10);
-    return { text, pid: Number.isSafeInteger(pid) && pid > 0 ? pid : 0 };
+    const fields = text.trim().split(" ");
+    const pid = Number.parseInt(fields[0] ?? "", 10);
+    // Third field: the holder's start time; older locks have none.
+    const start = fields.length >= 3 && /^[0-9]+$/.test(fields[2] ?? "") ? (fields[2] ?? "") : "";
+    return { text, pid: Number.isSafeInteger(pid) && pid > 0 ? pid : 0, start };
   } catch {
     return undefined;
   }
@@ -49,7 +68,7 @@ function acquire(path: string, take: () => boolean): void {
   const deadline = Date.now() + TIMEOUT_MS;
   while (!take()) {
     const holder = readLockOwner(path);
-    if (holder !== undefined && holder.pid !== 0 && !isProcessAlive(holder.pid)) {
+    if (holder !== undefined && holder.pid !== 0 && !isHolderAlive(holder)) {
       // Re-read just before removing, so a lock taken meanwhile by a live process survives.
       if (readLockOwner(path)?.text === holder.text) {
         try {
@@ -85,7 +104,7 @@ const isExists = (err: unknown) => isErrnoException(err) && err.code === "EEXIST
  */
 export function withFileLock<T>(path: string, fn: () => T): T {
   // Unique per holding, so a stealer re-reading the file can tell a new holder from the old one.
-  const owner = `${process.pid} ${String(++holdings)} ${String(Date.now())}\n`;
+  const owner = `${process.pid} ${String(++holdings)}-${String(Date.now())} ${ownStart}\n`;
   acquire(path, () => {
     let fd: number;
     try {
@@ -120,7 +139,7 @@ export class LinkedFileLock {
     const dir = dirname(path);
     removeDeadStamps(dir);
     const token = randomBytes(8).toString("hex");
-    this.stampText = `${process.pid} ${token}\n`;
+    this.stampText = `${process.pid} ${token} ${ownStart}\n`;
     this.stampPath = join(dir, `${OWNER_PREFIX}${process.pid}-${token}`);
     this.writeStamp();
   }

@@ -22,6 +22,7 @@ import {
 // authority's public face, and the ledger needs exactly their cross-process guarantees.
 import { createFileExclusive } from "../authority/atomic-file.js";
 import { LinkedFileLock, withFileLock } from "../authority/file-lock.js";
+import { readProcStat } from "../authority/proc-stat.js";
 import type { Home } from "../authority/home.js";
 import { isErrnoException, VallignusError } from "../errors.js";
 import { isValidId } from "../policy/index.js";
@@ -247,22 +248,6 @@ let procCache: boolean | undefined;
 function hasProcfs(): boolean {
   procCache ??= existsSync("/proc/self/stat");
   return procCache;
-}
-
-/** The state letter and start time of `pid`, or null when /proc cannot tell. */
-function readProcStat(pid: number): { state: string; start: string } | null {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, "utf8");
-  } catch {
-    return null;
-  }
-  // The command name (field 2) may itself hold spaces and parentheses: count from the last ")".
-  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  const state = fields[0];
-  const start = fields[19];
-  if (state === undefined || start === undefined || !/^[0-9]+$/.test(start)) return null;
-  return { state, start };
 }
 
 function stampOwner(owner: LedgerOwner): OwnerStamp {
