@@ -268,6 +268,31 @@ test("an upstream answer Node cannot pass on (a control byte in its status line)
   assert.match(String(line["error"]), /invalid response from upstream/);
 });
 
+test("a client hanging up in the middle of its body leaves one audit line, not two", async () => {
+  // Headers promise 1,000 bytes; 10 come, then the client closes its side.
+  const script = `
+    const net = require("node:net");
+    const proxy = new URL(process.env.HTTP_PROXY);
+    const s = net.connect(Number(proxy.port), proxy.hostname, () => {
+      s.end("POST ${url("/echo/partial")} HTTP/1.1\\r\\nHost: plain.test:${originPort}\\r\\n" +
+        "Content-Length: 1000\\r\\n\\r\\n0123456789");
+    });
+    s.on("error", () => {});
+    s.resume();
+    s.on("close", () => setTimeout(() => process.exit(0), 300));
+  `;
+  const r = await run([process.execPath, "-e", script]);
+  assert.equal(r.status, 0, r.stderr);
+  const lines = readFileSync(join(home.home, "audit", "audit.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const session = lines.at(-1)?.["session_id"];
+  const decisions = lines.filter((l) => l["session_id"] === session && "decision" in l);
+  assert.equal(decisions.length, 1, JSON.stringify(decisions));
+  assert.equal(decisions[0]?.["path"], "/echo/partial");
+});
+
 test("a client leaving an endless response closes the upstream request", async () => {
   // The run outlives curl by 2 s, so only the proxy's abort, not the run's end, closes it early.
   const r = await run(["sh", "-c", `curl -sS --max-time 1 ${url("/endless/e")}; sleep 2`]);

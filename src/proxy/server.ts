@@ -316,7 +316,13 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     void handleHttp(req, res);
   });
 
+  /** Connections with a request in progress: that request's own record covers how it ends. */
+  const busy = new WeakSet<Duplex>();
+
   async function handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const socket = req.socket;
+    busy.add(socket);
+    res.once("close", () => busy.delete(socket));
     const parsed = parseHttpRequest(req, "http");
     const entry = begin(req.url ?? "", req.method ?? "", parsed.ok ? parsed.facts : undefined);
     if (!parsed.ok) {
@@ -567,7 +573,10 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   // Requests Node's parser refuses (CL+TE, obs-fold, bad chunking, huge headers) still get the
   // contract's 403 and an audit line.
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
-    if (err.code === "ECONNRESET" || !socket.writable) {
+    // A client that hangs up in the middle of a request body ends that request, which is
+    // recorded as such ("client closed before the end"): not a second, malformed one.
+    const hungUpMidRequest = err.code === "HPE_INVALID_EOF_STATE" && busy.has(socket);
+    if (err.code === "ECONNRESET" || !socket.writable || hungUpMidRequest) {
       socket.destroy();
       return;
     }
