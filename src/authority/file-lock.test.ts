@@ -109,3 +109,64 @@ test("a lock whose pid now belongs to another process (pid reuse) is taken over"
   );
   assert.ok(Date.now() - started < 1000);
 });
+
+test("a waiter that died while removing a dead lock does not hold the others back", () => {
+  const dir = freshDir();
+  const path = join(dir, ".lock");
+  writeFileSync(path, `${DEAD_PID} crashed\n`);
+  // Its turn at removing dead locks, left behind by its own crash.
+  writeFileSync(`${path}.steal`, `${DEAD_PID} steal\n`);
+  const started = Date.now();
+  assert.equal(
+    withFileLock(path, () => "taken"),
+    "taken",
+  );
+  assert.ok(Date.now() - started < 1000);
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test("dead holders' locks are removed by one waiter at a time: no two holders at once", async () => {
+  const dir = freshDir();
+  const path = join(dir, ".lock");
+  const marker = join(dir, "inside");
+  // Six processes, both kinds of lock, each leaving a dead holder's lock behind now and then;
+  // inside the lock each creates `marker` exclusively: a second holder at once makes that fail.
+  const script = (kind: string) => `
+    import { closeSync, existsSync, openSync, unlinkSync, writeFileSync } from "node:fs";
+    import { LinkedFileLock, withFileLock } from ${JSON.stringify(join(import.meta.dirname, "file-lock.ts"))};
+    const path = ${JSON.stringify(path)}, marker = ${JSON.stringify(marker)};
+    let overlaps = 0;
+    const inside = () => {
+      try { closeSync(openSync(marker, "wx")); } catch { overlaps++; return; }
+      const until = Date.now() + 2;
+      while (Date.now() < until);
+      unlinkSync(marker);
+    };
+    const linked = ${kind === "linked" ? "new LinkedFileLock(path)" : "undefined"};
+    for (let i = 0; i < 300; i++) {
+      if (i % 3 === 0 && !existsSync(path)) {
+        try { writeFileSync(path, "${String(DEAD_PID)} dead-" + i + "-" + process.pid + "\\n", { flag: "wx" }); } catch {}
+      }
+      if (linked) linked.run(inside); else withFileLock(path, inside);
+    }
+    linked?.close();
+    process.stdout.write(String(overlaps));
+  `;
+  const runs = ["linked", "excl", "linked", "excl", "linked", "excl"].map(
+    (kind) =>
+      new Promise<string>((done) => {
+        const child = spawn(process.execPath, [
+          "--import",
+          "tsx",
+          "--input-type=module",
+          "-e",
+          script(kind),
+        ]);
+        let out = "";
+        child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+        child.stderr.setEncoding("utf8").on("data", (d: string) => (out += d));
+        child.on("close", () => done(out));
+      }),
+  );
+  assert.deepEqual(await Promise.all(runs), ["0", "0", "0", "0", "0", "0"]);
+});

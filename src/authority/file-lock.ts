@@ -69,20 +69,53 @@ function acquire(path: string, take: () => boolean): void {
   while (!take()) {
     const holder = readLockOwner(path);
     if (holder !== undefined && holder.pid !== 0 && !isHolderAlive(holder)) {
-      // Re-read just before removing, so a lock taken meanwhile by a live process survives.
-      if (readLockOwner(path)?.text === holder.text) {
-        try {
-          unlinkSync(path);
-        } catch {
-          // Another waiter removed it first.
-        }
-      }
+      if (!removeDeadLock(path, holder.text)) sleepSync(1);
       continue;
     }
     if (Date.now() > deadline) {
       throw new VallignusError("ERR_LOCK_TIMEOUT", `timed out waiting for lock ${path}`);
     }
     sleepSync(RETRY_MS + Math.floor(Math.random() * RETRY_MS));
+  }
+}
+
+const tryUnlink = (path: string) => {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Gone already.
+  }
+};
+
+/**
+ * Removes a lock left by a dead holder if it is still that holder's; true when this call removed
+ * it. Waiters that saw the same dead holder take turns on a second lock (`<lock>.steal`) and
+ * re-read under it, so only the first removes the dead lock: a later one finds the lock taken by
+ * a live process and leaves it (checking and removing without turns could remove that live lock).
+ */
+function removeDeadLock(path: string, deadText: string): boolean {
+  const turn = `${path}.steal`;
+  let fd: number;
+  try {
+    fd = openSync(turn, "wx", 0o600);
+  } catch (err) {
+    if (!isExists(err)) throw err;
+    // Another waiter's turn; one that died during its turn gives it up by its dead pid.
+    const other = readLockOwner(turn);
+    if (other !== undefined && other.pid !== 0 && !isHolderAlive(other)) tryUnlink(turn);
+    return false;
+  }
+  try {
+    try {
+      writeSync(fd, `${process.pid} steal ${ownStart}\n`);
+    } finally {
+      closeSync(fd);
+    }
+    if (readLockOwner(path)?.text !== deadText) return false;
+    tryUnlink(path);
+    return true;
+  } finally {
+    tryUnlink(turn);
   }
 }
 
