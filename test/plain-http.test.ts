@@ -82,6 +82,11 @@ const routes: Record<string, (res: ServerResponse, request: Seen) => void> = {
     const timer = setInterval(() => res.write("tick\n"), 50);
     res.once("close", () => clearInterval(timer));
   },
+  cut: (res) => {
+    // A status line and half the promised body, then the connection goes.
+    res.writeHead(200, { "content-length": 100 });
+    res.write("x".repeat(50), () => setTimeout(() => res.socket?.destroy(), 50));
+  },
   hop: (res) => {
     res.writeHead(200, { connection: "x-resp-hop", "x-resp-hop": "1", "x-resp-keep": "1" });
     res.end("hop");
@@ -291,6 +296,15 @@ test("a client hanging up in the middle of its body leaves one audit line, not t
   const decisions = lines.filter((l) => l["session_id"] === session && "decision" in l);
   assert.equal(decisions.length, 1, JSON.stringify(decisions));
   assert.equal(decisions[0]?.["path"], "/echo/partial");
+});
+
+test("an upstream cut off mid-body: the client sees the cut; the audit keeps its 200 and says why", async () => {
+  const r = await run(["curl", "-sS", "--max-time", "10", "-o", "/dev/null", url("/cut/body")]);
+  // curl: transfer closed with outstanding read data remaining.
+  assert.equal(r.status, 18, r.stderr);
+  const line = auditLine("/cut/body");
+  assert.equal(line["status"], 200);
+  assert.ok(typeof line["error"] === "string" && line["error"] !== "", JSON.stringify(line));
 });
 
 test("a client leaving an endless response closes the upstream request", async () => {

@@ -355,6 +355,8 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     let upstreamDone = false;
     const failed = (err: Error) => {
       upstreamDone = true;
+      // Once the client has its status line, that is the status it got; the error says the rest.
+      const recorded = res.headersSent ? res.statusCode : 502;
       try {
         if (!res.headersSent && !res.destroyed) {
           res.writeHead(502, "Bad Gateway", {
@@ -370,7 +372,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
       } catch {
         res.destroy();
       } finally {
-        entry.finish(judgement, 502, err.message);
+        entry.finish(judgement, recorded, err.message);
       }
     };
     res.on("close", () => {
