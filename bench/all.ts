@@ -39,6 +39,17 @@ import { availableParallelism, cpus, release } from "node:os";
 import { join } from "node:path";
 
 import { CLI, makeTempHome, type TempHome } from "../test/helpers/cli.js";
+import {
+  children,
+  descendants,
+  isAlive,
+  killAllNow,
+  runChild,
+  stopChild,
+  track,
+  type Exit,
+  type RunOptions,
+} from "./children.js";
 import { makeTestCertificates } from "../test/helpers/origin.js";
 
 const HERE = import.meta.dirname;
@@ -57,8 +68,6 @@ const CHAT_CONNECTIONS = 20;
 const DOWNLOAD_MIB = 512;
 const TUNNELS = 1000;
 const MODEL = "bench-model";
-/** Any one child process gets this long before it is stopped and its measure marked failed. */
-const CHILD_TIMEOUT_MS = 90_000;
 
 const PEERS = ["squid", "tinyproxy", "mitmproxy"] as const;
 type Peer = (typeof PEERS)[number];
@@ -102,123 +111,6 @@ async function cpuBusy(ms: number): Promise<number> {
   return 100 * (1 - (b.idle - a.idle) / (b.total - a.total));
 }
 let busyBefore = Number.NaN;
-
-// ---------------------------------------------------------------------------------------------
-// Child processes: every one is tracked by PID and stopped, with its descendants, on the way out.
-
-const children = new Set<ChildProcess>();
-
-/** The PIDs of a process's descendants, from /proc (Linux); deepest first. */
-function descendants(pid: number): number[] {
-  const out: number[] = [];
-  let tasks: string[] = [];
-  try {
-    tasks = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const task of tasks) {
-    let text = "";
-    try {
-      text = readFileSync(`/proc/${pid}/task/${task}/children`, "utf8");
-    } catch {
-      continue;
-    }
-    for (const child of text.trim().split(/\s+/).filter(Boolean).map(Number)) {
-      out.push(...descendants(child), child);
-    }
-  }
-  return out;
-}
-
-const isAlive = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // Already gone.
-  }
-}
-
-/** SIGTERM (vallignus relays it to its process group), then SIGKILL to whatever is left. */
-async function stopChild(child: ChildProcess, graceMs = 3000): Promise<void> {
-  const pid = child.pid;
-  if (pid === undefined || !isAlive(child)) return;
-  const tree = descendants(pid);
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  signal(pid, "SIGTERM");
-  await Promise.race([exited, new Promise((r) => setTimeout(r, graceMs))]);
-  for (const p of [...tree, pid]) signal(p, "SIGKILL");
-}
-
-function killAllNow(): void {
-  for (const child of children) {
-    const pid = child.pid;
-    if (pid === undefined || !isAlive(child)) continue;
-    for (const p of [...descendants(pid), pid]) signal(p, "SIGKILL");
-  }
-}
-
-function track(child: ChildProcess): ChildProcess {
-  children.add(child);
-  child.once("exit", () => children.delete(child));
-  return child;
-}
-
-interface Exit {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-interface RunOptions {
-  env: NodeJS.ProcessEnv;
-  timeoutMs?: number;
-  /** Called with the PID once started (e.g. to sample its memory). */
-  onStart?: (pid: number) => void;
-  /** Called with each whole stdout line. */
-  onLine?: (line: string, child: ChildProcess) => void;
-}
-
-function runChild(command: string, args: readonly string[], options: RunOptions): Promise<Exit> {
-  return new Promise((done, fail) => {
-    const child = track(
-      spawn(command, args, {
-        env: options.env,
-        stdio: [options.onLine === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-      }),
-    );
-    if (child.pid !== undefined) options.onStart?.(child.pid);
-    let stdout = "";
-    let stderr = "";
-    let pending = "";
-    child.stdout?.setEncoding("utf8").on("data", (d: string) => {
-      stdout += d;
-      if (options.onLine === undefined) return;
-      pending += d;
-      let cut;
-      while ((cut = pending.indexOf("\n")) !== -1) {
-        options.onLine(pending.slice(0, cut), child);
-        pending = pending.slice(cut + 1);
-      }
-    });
-    child.stderr?.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    const timeoutMs = options.timeoutMs ?? CHILD_TIMEOUT_MS;
-    const timer = setTimeout(() => {
-      void stopChild(child);
-      fail(new Error(`${[command, ...args].join(" ")}: no result after ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.once("error", (err) => {
-      clearTimeout(timer);
-      fail(err);
-    });
-    child.once("close", (status) => {
-      clearTimeout(timer);
-      done({ status, stdout, stderr });
-    });
-  });
-}
 
 /** An environment without proxy settings or preloads. */
 function withoutProxies(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {

@@ -8,11 +8,12 @@
 //
 //   npm run build && npm run bench:proxy
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
 import { join, resolve } from "node:path";
 
 import { CLI, makeTempHome } from "../test/helpers/cli.js";
+import { children, killAllNow, runChild, stopChild, type Exit } from "./children.js";
 import { makeTestCertificates } from "../test/helpers/origin.js";
 
 const HERE = import.meta.dirname;
@@ -25,97 +26,6 @@ const MAX_REQUESTS = 1_000_000;
 const DOWNLOAD_MIB = 256;
 /** Any one child process gets this long before it is stopped and the benchmark fails. */
 const CHILD_TIMEOUT_MS = 45_000;
-
-// ---------------------------------------------------------------------------------------------
-// Child processes: every one is tracked by PID and stopped, with its descendants, on the way out.
-
-const children = new Set<ChildProcess>();
-
-/** The PIDs of a process's descendants, from /proc (Linux); deepest first. */
-function descendants(pid: number): number[] {
-  const out: number[] = [];
-  let tasks: string[] = [];
-  try {
-    tasks = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const task of tasks) {
-    let text = "";
-    try {
-      text = readFileSync(`/proc/${pid}/task/${task}/children`, "utf8");
-    } catch {
-      continue;
-    }
-    for (const child of text.trim().split(/\s+/).filter(Boolean).map(Number)) {
-      out.push(...descendants(child), child);
-    }
-  }
-  return out;
-}
-
-function isAlive(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // Already gone.
-  }
-}
-
-/** SIGTERM (vallignus relays it to its process group), then SIGKILL to whatever is left. */
-async function stopChild(child: ChildProcess, graceMs = 3000): Promise<void> {
-  const pid = child.pid;
-  if (pid === undefined || !isAlive(child)) return;
-  const tree = descendants(pid);
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  signal(pid, "SIGTERM");
-  await Promise.race([exited, new Promise((r) => setTimeout(r, graceMs))]);
-  for (const p of [...tree, pid]) signal(p, "SIGKILL");
-}
-
-/** For signal handlers: no waiting, just SIGKILL every tracked tree. */
-function killAllNow(): void {
-  for (const child of children) {
-    const pid = child.pid;
-    if (pid === undefined || !isAlive(child)) continue;
-    for (const p of [...descendants(pid), pid]) signal(p, "SIGKILL");
-  }
-}
-
-interface Exit {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runChild(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Exit> {
-  return new Promise((done, fail) => {
-    const child = spawn(command, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-    children.add(child);
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      void stopChild(child);
-      fail(new Error(`${args.join(" ")}: no result after ${CHILD_TIMEOUT_MS} ms; stopped it`));
-    }, CHILD_TIMEOUT_MS);
-    child.once("error", (err) => {
-      clearTimeout(timer);
-      children.delete(child);
-      fail(err);
-    });
-    child.once("close", (status) => {
-      clearTimeout(timer);
-      children.delete(child);
-      done({ status, stdout, stderr });
-    });
-  });
-}
 
 interface OriginProcess {
   child: ChildProcess;
@@ -208,7 +118,13 @@ async function client<T>(setup: Setup, via: "direct" | "proxy", args: string[]):
   const clientArgs = [CLIENT, ...args, "--via", via, "--host", "bench.test"];
   const label = `${via} ${args.join(" ")}`;
   if (via === "direct") {
-    return parseResult(label, await runChild(process.execPath, clientArgs, directEnv())) as T;
+    return parseResult(
+      label,
+      await runChild(process.execPath, clientArgs, {
+        env: directEnv(),
+        timeoutMs: CHILD_TIMEOUT_MS,
+      }),
+    ) as T;
   }
   const resolveArgs = [setup.httpPort, setup.httpsPort].flatMap((p) => [
     "--resolve",
@@ -217,7 +133,7 @@ async function client<T>(setup: Setup, via: "direct" | "proxy", args: string[]):
   const r = await runChild(
     process.execPath,
     [CLI, "run", ...resolveArgs, "--", process.execPath, ...clientArgs],
-    setup.env,
+    { env: setup.env, timeoutMs: CHILD_TIMEOUT_MS },
   );
   const result = parseResult(label, r) as T & { proxy: string | null };
   if (result.proxy === null) throw new Error(`${label}: the client did not use the proxy`);
