@@ -45,16 +45,17 @@ import {
   isAlive,
   killAllNow,
   runChild,
+  startOrigin,
   stopChild,
   track,
   type Exit,
+  type OriginProcess,
   type RunOptions,
 } from "./children.js";
 import { makeTestCertificates } from "../test/helpers/origin.js";
 
 const HERE = import.meta.dirname;
 const PEERS_DIR = join(HERE, "peers");
-const ORIGIN = join(HERE, "origin.mjs");
 const CLIENT = join(HERE, "load-client.mjs");
 const WRK_LUA = join(HERE, "wrk-proxy.lua");
 const RESULTS = join(HERE, "RESULTS.md");
@@ -264,42 +265,6 @@ function rssSampler(tree: boolean): { start(pid: number): void; stop(): number }
 
 // ---------------------------------------------------------------------------------------------
 // The setup: origin, peers, the authority.
-
-interface OriginProcess {
-  child: ChildProcess;
-  httpPort: number;
-  httpsPort: number;
-  chatPort: number;
-}
-
-function startOrigin(certPath: string, keyPath: string): Promise<OriginProcess> {
-  return new Promise((done, fail) => {
-    const child = track(
-      spawn(
-        process.execPath,
-        [ORIGIN, "--cert", certPath, "--key", keyPath, "--max-lifetime-ms", "1800000"],
-        { stdio: ["pipe", "pipe", "inherit"] },
-      ),
-    );
-    let out = "";
-    const timer = setTimeout(() => fail(new Error("origin did not start within 10 s")), 10_000);
-    child.once("error", (err) => {
-      clearTimeout(timer);
-      fail(err);
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      fail(new Error(`origin exited early (${String(code)})`));
-    });
-    child.stdout?.setEncoding("utf8").on("data", (d: string) => {
-      out += d;
-      const line = out.split("\n")[0];
-      if (!out.includes("\n") || line === undefined) return;
-      clearTimeout(timer);
-      done({ child, ...(JSON.parse(line) as Omit<OriginProcess, "child">) });
-    });
-  });
-}
 
 interface PeerProcess {
   child: ChildProcess;

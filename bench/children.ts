@@ -2,6 +2,7 @@
 // descendants, on the way out (bench/all.ts and bench/proxy.ts share this).
 import { spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 
 /** Any one child process gets this long (unless told otherwise) before it is stopped. */
 const DEFAULT_TIMEOUT_MS = 90_000;
@@ -121,6 +122,45 @@ export function runChild(
     child.once("close", (status) => {
       clearTimeout(timer);
       done({ status, stdout, stderr });
+    });
+  });
+}
+
+const ORIGIN = join(import.meta.dirname, "origin.mjs");
+
+export interface OriginProcess {
+  child: ChildProcess;
+  httpPort: number;
+  httpsPort: number;
+  chatPort: number;
+}
+
+/** Starts bench/origin.mjs (tracked like every child) and waits for the ports it listens on. */
+export function startOrigin(certPath: string, keyPath: string): Promise<OriginProcess> {
+  return new Promise((done, fail) => {
+    const child = track(
+      spawn(
+        process.execPath,
+        [ORIGIN, "--cert", certPath, "--key", keyPath, "--max-lifetime-ms", "1800000"],
+        { stdio: ["pipe", "pipe", "inherit"] },
+      ),
+    );
+    let out = "";
+    const timer = setTimeout(() => fail(new Error("origin did not start within 10 s")), 10_000);
+    child.once("error", (err) => {
+      clearTimeout(timer);
+      fail(err);
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      fail(new Error(`origin exited early (${String(code)})`));
+    });
+    child.stdout?.setEncoding("utf8").on("data", (d: string) => {
+      out += d;
+      const line = out.split("\n")[0];
+      if (!out.includes("\n") || line === undefined) return;
+      clearTimeout(timer);
+      done({ child, ...(JSON.parse(line) as Omit<OriginProcess, "child">) });
     });
   });
 }

@@ -7,17 +7,24 @@
 // its temporary folders removed, even on error.
 //
 //   npm run build && npm run bench:proxy
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
 import { join, resolve } from "node:path";
 
 import { CLI, makeTempHome } from "../test/helpers/cli.js";
-import { children, killAllNow, runChild, stopChild, type Exit } from "./children.js";
+import {
+  children,
+  killAllNow,
+  runChild,
+  startOrigin,
+  stopChild,
+  type Exit,
+  type OriginProcess,
+} from "./children.js";
 import { makeTestCertificates } from "../test/helpers/origin.js";
 
 const HERE = import.meta.dirname;
-const ORIGIN = resolve(HERE, "origin.mjs");
 const CLIENT = resolve(HERE, "load-client.mjs");
 const RUNS = 3;
 const DURATION_MS = 3000;
@@ -26,40 +33,6 @@ const MAX_REQUESTS = 1_000_000;
 const DOWNLOAD_MIB = 256;
 /** Any one child process gets this long before it is stopped and the benchmark fails. */
 const CHILD_TIMEOUT_MS = 45_000;
-
-interface OriginProcess {
-  child: ChildProcess;
-  httpPort: number;
-  httpsPort: number;
-}
-
-function startOrigin(certPath: string, keyPath: string): Promise<OriginProcess> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [ORIGIN, "--cert", certPath, "--key", keyPath], {
-      stdio: ["pipe", "pipe", "inherit"],
-    });
-    children.add(child);
-    child.once("exit", () => children.delete(child));
-    let out = "";
-    const timer = setTimeout(() => fail(new Error("origin did not start within 10 s")), 10_000);
-    child.once("error", (err) => {
-      clearTimeout(timer);
-      fail(err);
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      fail(new Error(`origin exited early (${String(code)})`));
-    });
-    child.stdout.setEncoding("utf8").on("data", (d: string) => {
-      out += d;
-      const line = out.split("\n")[0];
-      if (!out.includes("\n") || line === undefined) return;
-      clearTimeout(timer);
-      const ports = JSON.parse(line) as { httpPort: number; httpsPort: number };
-      done({ child, ...ports });
-    });
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 // Measures.
