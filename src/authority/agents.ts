@@ -19,7 +19,6 @@ export function assertValidId(kind: string, id: string): void {
     throw new VallignusError(
       "ERR_ID_INVALID",
       `invalid ${kind} id ${JSON.stringify(id)}: use 1-64 of a-z 0-9 . _ - starting with a letter or digit`,
-      2,
     );
   }
 }
@@ -67,11 +66,7 @@ export function createAgent(home: Home, agentId: string, owner: string, now: Dat
   assertValidId("agent", agentId);
   const trimmed = owner.trim();
   if (trimmed === "" || trimmed.length > 200 || /\p{Cc}/u.test(trimmed)) {
-    throw new VallignusError(
-      "ERR_AGENT_OWNER_INVALID",
-      "owner must be 1-200 printable characters",
-      2,
-    );
+    throw new VallignusError("ERR_AGENT_OWNER_INVALID", "owner must be 1-200 printable characters");
   }
   const stamp = now.toISOString();
   const agent: Agent = {

@@ -95,7 +95,7 @@ export async function issueToken(
   }
   const policy = getPolicyVersion(home, policyId, version);
   if (ttlSeconds > MAX_TTL_SECONDS) {
-    throw new VallignusError("ERR_TOKEN_TTL", `--ttl may be at most 30d`, 2);
+    throw new VallignusError("ERR_TOKEN_TTL", `--ttl may be at most 30d`);
   }
   const key = activeSigningKey(home);
   if (key.privateKey === undefined || key.revoked_at !== null) {
@@ -123,7 +123,7 @@ export async function requireValidToken(
 ): Promise<TokenClaims> {
   const verdict = await verifyToken(token, authorityView(home), now);
   if (!verdict.ok) {
-    throw new VallignusError(REFUSAL_CODES[verdict.reason], `token refused: ${verdict.message}`, 3);
+    throw new VallignusError(REFUSAL_CODES[verdict.reason], `token refused: ${verdict.message}`);
   }
   return verdict.claims;
 }

@@ -171,7 +171,6 @@ export function applyPolicyChanges(base: PolicyRules, changes: PolicyChanges): P
       throw new VallignusError(
         "ERR_POLICY_DOMAIN_ABSENT",
         `${domain} is not in the allowed domains`,
-        2,
       );
     }
     allowed = allowed.filter((d) => d !== domain);

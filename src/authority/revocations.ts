@@ -37,7 +37,6 @@ export function revokeJti(
     throw new VallignusError(
       "ERR_ID_INVALID",
       "invalid jti: a jti is 32 hex characters (the value is not shown: it may be a token)",
-      2,
     );
   }
   const revocation: Revocation = { jti, revoked_at: now.toISOString(), reason };

@@ -70,7 +70,7 @@ function readTokenArgument(command: string, parsed: ParsedArgs): string {
     );
   const token = arg === "-" ? readFileSync(0, "utf8").trim() : arg.trim();
   if (token.length > MAX_TOKEN_LENGTH)
-    throw new VallignusError("ERR_TOKEN_MALFORMED", `${command}: the token is too long`, 3);
+    throw new VallignusError("ERR_TOKEN_MALFORMED", `${command}: the token is too long`);
   return token;
 }
 
@@ -368,7 +368,7 @@ const commands: Record<string, { run: Command; summary: string }> = {
         );
         const claimed = inspection.claims?.["jti"];
         if (typeof claimed !== "string")
-          throw new VallignusError("ERR_TOKEN_MALFORMED", "revoke-token: the token has no jti", 2);
+          throw new VallignusError("ERR_TOKEN_MALFORMED", "revoke-token: the token has no jti");
         jti = claimed;
       }
       const { revocation, already } = revokeJti(

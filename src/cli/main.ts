@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { EXIT, usageError, VallignusError } from "../errors.js";
+import { errorLine, EXIT, usageError, VallignusError } from "../errors.js";
 import { createPrinter } from "./output.js";
 
 // Command groups load on demand: `run` should not pay for the audit viewer, nor `auth` for the
@@ -71,11 +71,11 @@ async function main(argv: readonly string[]): Promise<number> {
 
 function report(err: unknown): number {
   if (err instanceof VallignusError) {
-    process.stderr.write(`vallignus: ${err.message} [${err.code}]\n`);
+    process.stderr.write(errorLine(err.code, err.message));
     return err.exitStatus;
   }
   const detail = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`vallignus: internal error: ${detail} [ERR_INTERNAL]\n`);
+  process.stderr.write(errorLine("ERR_INTERNAL", `internal error: ${detail}`));
   return EXIT.failure;
 }
 

@@ -1,6 +1,6 @@
 import { isIP } from "node:net";
 
-import { usageError } from "../errors.js";
+import { usageError, VallignusError } from "../errors.js";
 import { normalizeHostName, parseDurationSeconds } from "../policy/index.js";
 import type { ResolveOverride } from "../proxy/index.js";
 import { runSupervised } from "../run/index.js";
@@ -62,7 +62,10 @@ export async function runRunCommand(ctx: CommandContext, args: readonly string[]
     );
   const token = stringFlag(parsed, "token") ?? process.env["VALLIGNUS_TOKEN"];
   if (token === undefined || token.trim() === "") {
-    throw usageError("ERR_TOKEN_MISSING", "run: no token; set VALLIGNUS_TOKEN or pass --token");
+    throw new VallignusError(
+      "ERR_TOKEN_MISSING",
+      "run: no token; set VALLIGNUS_TOKEN or pass --token",
+    );
   }
   const runtimeText = stringFlag(parsed, "max-runtime");
   const runtime = runtimeText === undefined ? undefined : parseDurationSeconds(runtimeText);

@@ -15,7 +15,7 @@ import {
   requireValidToken,
 } from "../authority/index.js";
 import { AuditLog, newSessionId, summarizeCommand, writeSessionRecord } from "../audit/index.js";
-import { VallignusError } from "../errors.js";
+import { errorLine, VallignusError, type ErrorCode } from "../errors.js";
 import { meteredProviderFor, openLedger } from "../metering/index.js";
 import { compilePolicy, parseUsdToNano, type DenyReason } from "../policy/index.js";
 import {
@@ -67,19 +67,28 @@ type StopReason =
   | "max_output_lines"
   | "budget_exceeded";
 
+const STOP_CODES: Record<StopReason, ErrorCode> = {
+  token_revoked: "ERR_RUN_STOPPED_TOKEN_REVOKED",
+  token_expired: "ERR_RUN_STOPPED_TOKEN_EXPIRED",
+  agent_disabled: "ERR_RUN_STOPPED_AGENT_DISABLED",
+  max_runtime: "ERR_RUN_STOPPED_MAX_RUNTIME",
+  request_limit_exceeded: "ERR_RUN_STOPPED_REQUEST_LIMIT_EXCEEDED",
+  max_output_lines: "ERR_RUN_STOPPED_MAX_OUTPUT_LINES",
+  budget_exceeded: "ERR_RUN_STOPPED_BUDGET_EXCEEDED",
+};
+
 /** `--upstream-ca FILE`: extra PEM roots the proxy trusts as a TLS client. */
 function readUpstreamCa(path: string): string {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch {
-    throw new VallignusError("ERR_RUN_UPSTREAM_CA", `run: cannot read --upstream-ca ${path}`, 2);
+    throw new VallignusError("ERR_RUN_UPSTREAM_CA", `run: cannot read --upstream-ca ${path}`);
   }
   if (!text.includes("-----BEGIN CERTIFICATE-----")) {
     throw new VallignusError(
       "ERR_RUN_UPSTREAM_CA",
       `run: --upstream-ca ${path} holds no PEM certificate`,
-      2,
     );
   }
   return text;
@@ -113,13 +122,12 @@ export async function runSupervised(
     throw new VallignusError(
       "ERR_TOKEN_POLICY_MISMATCH",
       `token refused: policy ${claims.policy_id} v${claims.policy_version} changed on disk while the run started`,
-      3,
     );
   const policy = compilePolicy(policyVersion);
   const ca = loadLocalCa(home);
   const [program] = options.command;
   if (program === undefined)
-    throw new VallignusError("ERR_RUN_NO_COMMAND", "run: give a command after --", 2);
+    throw new VallignusError("ERR_RUN_NO_COMMAND", "run: give a command after --");
 
   const sessionId = newSessionId(now());
   const identity = {
@@ -253,7 +261,7 @@ export async function runSupervised(
     if (stop !== undefined) return;
     stop = reason;
     process.stderr.write(
-      `vallignus: run stopped: ${STOP_TEXT[reason] ?? reason} [ERR_RUN_STOPPED_${reason.toUpperCase()}]\n`,
+      errorLine(STOP_CODES[reason], `run stopped: ${STOP_TEXT[reason] ?? reason}`),
     );
     const event =
       reason === "token_revoked"
@@ -349,7 +357,7 @@ export async function runSupervised(
 
   const status = await new Promise<number>((resolve) => {
     spawned.once("error", (err) => {
-      process.stderr.write(`vallignus: cannot start ${program}: ${err.message} [ERR_RUN_SPAWN]\n`);
+      process.stderr.write(errorLine("ERR_RUN_SPAWN", `cannot start ${program}: ${err.message}`));
       resolve(127);
     });
     spawned.once("exit", (code, signal) => {

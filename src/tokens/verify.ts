@@ -7,6 +7,7 @@ import {
   type ProtectedHeaderParameters,
 } from "jose";
 
+import type { ErrorCode } from "../errors.js";
 import {
   CLOCK_SKEW_SECONDS,
   describeClaimsProblem,
@@ -29,7 +30,7 @@ export type TokenRefusal =
   | "policy_unknown"
   | "policy_mismatch";
 
-export const REFUSAL_CODES: Readonly<Record<TokenRefusal, `ERR_${string}`>> = {
+export const REFUSAL_CODES: Readonly<Record<TokenRefusal, ErrorCode>> = {
   token_malformed: "ERR_TOKEN_MALFORMED",
   token_bad_algorithm: "ERR_TOKEN_ALGORITHM",
   token_unknown_key: "ERR_TOKEN_UNKNOWN_KEY",
