@@ -92,6 +92,152 @@ interface Failure {
 }
 
 /**
+ * The verdicts so far, in the fixed order of the checks. With `stopAtFirst` a failure ends the
+ * run (verification); without, checks go on where they can (inspection shows every verdict).
+ */
+class Checklist {
+  readonly checks: CheckVerdict[] = [];
+  failure: Failure | undefined;
+
+  constructor(private readonly stopAtFirst: boolean) {}
+
+  /** Records one verdict; true when the checks should stop here. */
+  record(check: CheckName, ok: boolean | null, detail: string, reason?: TokenRefusal): boolean {
+    this.checks.push({ check, ok, detail });
+    if (ok === false && reason !== undefined && this.failure === undefined)
+      this.failure = { reason, message: detail };
+    return ok === false && this.stopAtFirst;
+  }
+
+  result(
+    header: ProtectedHeaderParameters | undefined,
+    claims: Record<string, unknown> | undefined,
+  ): { inspection: TokenInspection; failure: Failure | undefined } {
+    return { inspection: { header, claims, checks: this.checks }, failure: this.failure };
+  }
+}
+
+/** What decoded; `claims` is undefined when the token is not a decodable compact JWT. */
+type Decoded = {
+  header: ProtectedHeaderParameters | undefined;
+  claims: Record<string, unknown> | undefined;
+};
+
+/** A token that is not a decodable compact JWT ends every check, inspection included. */
+function checkFormat(list: Checklist, token: string): Decoded {
+  if (
+    token.length > MAX_TOKEN_LENGTH ||
+    !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token)
+  ) {
+    list.record("format", false, "not a compact JWT", "token_malformed");
+    return { header: undefined, claims: undefined };
+  }
+  let header: ProtectedHeaderParameters | undefined;
+  try {
+    header = decodeProtectedHeader(token);
+    const decoded = { header, claims: decodeJwt(token) };
+    list.record("format", true, "compact JWT");
+    return decoded;
+  } catch {
+    list.record("format", false, "header or payload does not decode", "token_malformed");
+    // Inspection still shows a header that decoded.
+    return { header, claims: undefined };
+  }
+}
+
+function checkAlgorithm(list: Checklist, header: ProtectedHeaderParameters): boolean {
+  if (header.alg === "EdDSA" && header.crit === undefined)
+    return list.record("algorithm", true, "EdDSA");
+  const detail = `algorithm ${String(header.alg)} is not EdDSA`;
+  return list.record("algorithm", false, detail, "token_bad_algorithm");
+}
+
+/** kid known, key not revoked, and the signature made with it. */
+async function checkKey(
+  list: Checklist,
+  token: string,
+  header: ProtectedHeaderParameters,
+  view: TokenAuthorityView,
+): Promise<boolean> {
+  const kid = typeof header.kid === "string" ? header.kid : undefined;
+  const key = kid === undefined ? undefined : view.findKey(kid);
+  if (kid === undefined || key === undefined) {
+    const detail =
+      kid === undefined ? "no kid in header" : `kid ${kid} is not a key of this authority`;
+    if (list.record("kid", false, detail, "token_unknown_key")) return true;
+    list.record("key_not_revoked", null, "unknown key");
+    return list.record("signature", null, "unknown key");
+  }
+  list.record("kid", true, `kid ${kid}`);
+  const keyDetail = key.revoked ? `key ${kid} was revoked` : "key in force";
+  if (list.record("key_not_revoked", !key.revoked, keyDetail, "token_key_revoked")) return true;
+  let signatureOk = false;
+  if (header.alg === "EdDSA") {
+    try {
+      await compactVerify(token, key.publicKey, { algorithms: ["EdDSA"] });
+      signatureOk = true;
+    } catch {
+      signatureOk = false;
+    }
+  }
+  const detail = signatureOk ? "valid Ed25519 signature" : "signature does not verify";
+  return list.record("signature", signatureOk, detail, "token_bad_signature");
+}
+
+/** The claims, typed, when all are present and well-formed; the checks after it need them. */
+function checkClaims(list: Checklist, claims: Record<string, unknown>): TokenClaims | undefined {
+  const problem = describeClaimsProblem(claims);
+  if (problem !== undefined) {
+    list.record("claims", false, problem, "token_bad_claims");
+    for (const check of ["expiry", "revocation", "agent", "policy"] as const) {
+      list.record(check, null, "claims are invalid");
+    }
+    return undefined;
+  }
+  list.record("claims", true, "all claims present and well-formed");
+  return claims as unknown as TokenClaims;
+}
+
+function checkExpiry(list: Checklist, claims: TokenClaims, now: Date): boolean {
+  const nowSeconds = Math.floor(now.getTime() / 1000);
+  const until = new Date(claims.exp * 1000).toISOString();
+  if (claims.iat > nowSeconds + CLOCK_SKEW_SECONDS)
+    return list.record("expiry", false, "issued in the future", "token_bad_claims");
+  if (nowSeconds >= claims.exp + CLOCK_SKEW_SECONDS)
+    return list.record("expiry", false, `expired at ${until}`, "token_expired");
+  return list.record("expiry", true, `valid until ${until}`);
+}
+
+function checkRevocation(list: Checklist, claims: TokenClaims, view: TokenAuthorityView): boolean {
+  const revoked = view.isRevoked(claims.jti);
+  const detail = revoked ? `jti ${claims.jti} is revoked` : "not revoked";
+  return list.record("revocation", !revoked, detail, "token_revoked");
+}
+
+function checkAgent(list: Checklist, claims: TokenClaims, view: TokenAuthorityView): boolean {
+  const agent = view.findAgent(claims.agent_id);
+  const name = `agent ${claims.agent_id}`;
+  if (agent === undefined)
+    return list.record("agent", false, `${name} does not exist`, "agent_unknown");
+  if (agent.disabled) return list.record("agent", false, `${name} is disabled`, "agent_disabled");
+  if (agent.owner !== claims.owner)
+    return list.record("agent", false, `owner does not match ${name}`, "token_bad_claims");
+  return list.record("agent", true, `${name} enabled`);
+}
+
+function checkPolicy(list: Checklist, claims: TokenClaims, view: TokenAuthorityView): void {
+  const stored = view.findPolicyHash(claims.policy_id, claims.policy_version);
+  const name = `policy ${claims.policy_id} v${claims.policy_version}`;
+  if (stored === undefined)
+    list.record("policy", false, `${name} does not exist`, "policy_unknown");
+  else if ("tampered" in stored)
+    list.record("policy", false, `${name} was changed on disk`, "policy_mismatch");
+  else if (stored.sha256 !== claims.policy_sha256)
+    list.record("policy", false, `${name} hash differs from the token's`, "policy_mismatch");
+  else list.record("policy", true, `${name} present, hash equal`);
+}
+
+/**
  * Runs every check in a fixed order. With `stopAtFirst`, it returns at the first failure
  * (verification); without, it goes on where it can (inspection, which shows every verdict).
  */
@@ -101,159 +247,19 @@ async function runChecks(
   now: Date,
   stopAtFirst: boolean,
 ): Promise<{ inspection: TokenInspection; failure: Failure | undefined }> {
-  const checks: CheckVerdict[] = [];
-  let failure: Failure | undefined;
-  let header: ProtectedHeaderParameters | undefined;
-  let claims: Record<string, unknown> | undefined;
-  const done = () => ({ inspection: { header, claims, checks }, failure });
-  const record = (
-    check: CheckName,
-    ok: boolean | null,
-    detail: string,
-    reason?: TokenRefusal,
-  ): boolean => {
-    checks.push({ check, ok, detail });
-    if (ok === false && reason !== undefined && failure === undefined)
-      failure = { reason, message: detail };
-    return ok === false && stopAtFirst;
-  };
-
-  if (
-    token.length > MAX_TOKEN_LENGTH ||
-    !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token)
-  ) {
-    record("format", false, "not a compact JWT", "token_malformed");
-    return done();
-  }
-  try {
-    header = decodeProtectedHeader(token);
-    claims = decodeJwt(token);
-  } catch {
-    record("format", false, "header or payload does not decode", "token_malformed");
-    return done();
-  }
-  if (record("format", true, "compact JWT")) return done();
-
-  if (header.alg !== "EdDSA" || header.crit !== undefined) {
-    if (
-      record(
-        "algorithm",
-        false,
-        `algorithm ${String(header.alg)} is not EdDSA`,
-        "token_bad_algorithm",
-      )
-    )
-      return done();
-  } else {
-    record("algorithm", true, "EdDSA");
-  }
-
-  const kid = typeof header.kid === "string" ? header.kid : undefined;
-  const key = kid === undefined ? undefined : view.findKey(kid);
-  if (key === undefined) {
-    const detail =
-      kid === undefined ? "no kid in header" : `kid ${kid} is not a key of this authority`;
-    if (record("kid", false, detail, "token_unknown_key")) return done();
-    record("key_not_revoked", null, "unknown key");
-    record("signature", null, "unknown key");
-  } else {
-    record("kid", true, `kid ${kid ?? ""}`);
-    if (
-      record(
-        "key_not_revoked",
-        !key.revoked,
-        key.revoked ? `key ${kid ?? ""} was revoked` : "key in force",
-        "token_key_revoked",
-      )
-    ) {
-      return done();
-    }
-    let signatureOk = false;
-    if (header.alg === "EdDSA") {
-      try {
-        await compactVerify(token, key.publicKey, { algorithms: ["EdDSA"] });
-        signatureOk = true;
-      } catch {
-        signatureOk = false;
-      }
-    }
-    if (
-      record(
-        "signature",
-        signatureOk,
-        signatureOk ? "valid Ed25519 signature" : "signature does not verify",
-        "token_bad_signature",
-      )
-    ) {
-      return done();
-    }
-  }
-
-  const problem = describeClaimsProblem(claims);
-  if (problem !== undefined) {
-    record("claims", false, problem, "token_bad_claims");
-    for (const check of ["expiry", "revocation", "agent", "policy"] as const) {
-      record(check, null, "claims are invalid");
-    }
-    return done();
-  }
-  record("claims", true, "all claims present and well-formed");
-  const valid = claims as unknown as TokenClaims;
-
-  const nowSeconds = Math.floor(now.getTime() / 1000);
-  if (valid.iat > nowSeconds + CLOCK_SKEW_SECONDS) {
-    if (record("expiry", false, "issued in the future", "token_bad_claims")) return done();
-  } else if (nowSeconds >= valid.exp + CLOCK_SKEW_SECONDS) {
-    if (
-      record(
-        "expiry",
-        false,
-        `expired at ${new Date(valid.exp * 1000).toISOString()}`,
-        "token_expired",
-      )
-    )
-      return done();
-  } else {
-    record("expiry", true, `valid until ${new Date(valid.exp * 1000).toISOString()}`);
-  }
-
-  const revoked = view.isRevoked(valid.jti);
-  if (
-    record(
-      "revocation",
-      !revoked,
-      revoked ? `jti ${valid.jti} is revoked` : "not revoked",
-      "token_revoked",
-    )
-  )
-    return done();
-
-  const agent = view.findAgent(valid.agent_id);
-  if (agent === undefined) {
-    if (record("agent", false, `agent ${valid.agent_id} does not exist`, "agent_unknown"))
-      return done();
-  } else if (agent.disabled) {
-    if (record("agent", false, `agent ${valid.agent_id} is disabled`, "agent_disabled"))
-      return done();
-  } else if (agent.owner !== valid.owner) {
-    if (record("agent", false, `owner does not match agent ${valid.agent_id}`, "token_bad_claims"))
-      return done();
-  } else {
-    record("agent", true, `agent ${valid.agent_id} enabled`);
-  }
-
-  const stored = view.findPolicyHash(valid.policy_id, valid.policy_version);
-  const policyName = `policy ${valid.policy_id} v${valid.policy_version}`;
-  if (stored === undefined) {
-    record("policy", false, `${policyName} does not exist`, "policy_unknown");
-  } else if ("tampered" in stored) {
-    record("policy", false, `${policyName} was changed on disk`, "policy_mismatch");
-  } else if (stored.sha256 !== valid.policy_sha256) {
-    record("policy", false, `${policyName} hash differs from the token's`, "policy_mismatch");
-  } else {
-    record("policy", true, `${policyName} present, hash equal`);
-  }
-  return done();
+  const list = new Checklist(stopAtFirst);
+  const { header, claims } = checkFormat(list, token);
+  if (header === undefined || claims === undefined) return list.result(header, claims);
+  if (checkAlgorithm(list, header) || (await checkKey(list, token, header, view)))
+    return list.result(header, claims);
+  const valid = checkClaims(list, claims);
+  const stopped =
+    valid === undefined ||
+    checkExpiry(list, valid, now) ||
+    checkRevocation(list, valid, view) ||
+    checkAgent(list, valid, view);
+  if (!stopped) checkPolicy(list, valid, view);
+  return list.result(header, claims);
 }
 
 /** Decodes without trusting and reports a verdict for every check. */
