@@ -86,24 +86,29 @@ export function parseDomainPattern(
     port = parsePort(portText);
     if (port === undefined) return { ok: false, why: `"${input}": port must be 1-65535` };
   }
-  const portSuffix = port === undefined ? "" : `:${port}`;
+  return (
+    parseIpLiteralPattern(input, hostPart, port) ??
+    parseNamePattern(input, hostPart, port, storedPattern)
+  );
+}
 
+function literalPattern(host: string, port: number | undefined): PatternResult {
+  const text = port === undefined ? host : `${host}:${port}`;
+  return { ok: true, pattern: { text, host, wildcard: false, port, ipLiteral: true } };
+}
+
+/** An IP literal pattern, its refusal, or undefined when `hostPart` is a name. */
+function parseIpLiteralPattern(
+  input: string,
+  hostPart: string,
+  port: number | undefined,
+): PatternResult | undefined {
   if (hostPart.startsWith("[")) {
     const inner = hostPart.slice(1, -1);
     if (!hostPart.endsWith("]") || !isIPv6(inner) || inner.includes("%")) {
       return { ok: false, why: `"${input}": not a valid bracketed IPv6 address` };
     }
-    const canonical = new URL(`http://[${inner}]/`).hostname;
-    return {
-      ok: true,
-      pattern: {
-        text: `${canonical}${portSuffix}`,
-        host: canonical,
-        wildcard: false,
-        port,
-        ipLiteral: true,
-      },
-    };
+    return literalPattern(new URL(`http://[${inner}]/`).hostname, port);
   }
   // Every IPv6 address has a colon. Testing for one first spares `run`, whose stored patterns are
   // names, the first isIPv6 call: it compiles a large regex (~4 ms).
@@ -114,18 +119,18 @@ export function parseDomainPattern(
     if (!isIPv4(hostPart) || new URL(`http://${hostPart}/`).hostname !== hostPart) {
       return { ok: false, why: `"${input}": an IPv4 address must be in dotted decimal form` };
     }
-    return {
-      ok: true,
-      pattern: {
-        text: `${hostPart}${portSuffix}`,
-        host: hostPart,
-        wildcard: false,
-        port,
-        ipLiteral: true,
-      },
-    };
+    return literalPattern(hostPart, port);
   }
+  return undefined;
+}
 
+/** A name pattern (`example.com`, `*.example.com`), or why it matches too much or is invalid. */
+function parseNamePattern(
+  input: string,
+  hostPart: string,
+  port: number | undefined,
+  storedPattern: boolean,
+): PatternResult {
   // The URL standard reads a name ending in a number (or 0x…) as an IPv4 address: 0x7f.1 is
   // 127.0.0.1 to every client, so as a name it would match nothing and deny nothing.
   const lastLabel = hostPart.replace(/\.$/, "").split(".").at(-1) ?? "";
@@ -168,6 +173,6 @@ export function parseDomainPattern(
       why: `"${input}": a wildcard over a single label (${host}) matches too much`,
     };
   }
-  const text = `${wildcard ? "*." : ""}${host}${portSuffix}`;
+  const text = `${wildcard ? "*." : ""}${host}${port === undefined ? "" : `:${port}`}`;
   return { ok: true, pattern: { text, host, wildcard, port, ipLiteral: false } };
 }
