@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, test } from "node:test";
 
+import { spawnToEnd } from "./helpers/cli.js";
 import { startOrigin, type Origin } from "./helpers/origin.js";
 
 /**
@@ -113,20 +114,8 @@ test("the packed tarball installs offline with no script and runs auth init and 
   const home = join(temp, "home");
   const bin = join(app, "node_modules", ".bin", "vallignus");
   // Spawned, not spawnSync: the origin answering the run lives in this process.
-  const vallignus = (...args: string[]) =>
-    new Promise<{ status: number | null; stdout: string; stderr: string }>((done) => {
-      const child = spawn(bin, args, {
-        cwd: app,
-        env: { ...process.env, VALLIGNUS_HOME: home, VALLIGNUS_TOKEN: "", NO_COLOR: "1" },
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-      child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-      child.on("close", (status) => {
-        done({ status, stdout, stderr });
-      });
-    });
+  const env = { ...process.env, VALLIGNUS_HOME: home, VALLIGNUS_TOKEN: "", NO_COLOR: "1" };
+  const vallignus = (...args: string[]) => spawnToEnd(bin, args, { cwd: app, env });
   const ok = async (...args: string[]) => {
     const r = await vallignus(...args);
     assert.equal(r.status, 0, `vallignus ${args.join(" ")}: ${r.stderr}`);

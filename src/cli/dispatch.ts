@@ -8,7 +8,7 @@ import {
   type GroupSpec,
 } from "./command.js";
 import type { CommandContext } from "./command-context.js";
-import { requestedHelp } from "./help.js";
+import { requestedHelp, type Entry } from "./help.js";
 
 export type CommandHandler<F extends FlagSpecs> = (
   ctx: CommandContext,
@@ -20,6 +20,18 @@ export type GroupHandlers<C extends Readonly<Record<string, CommandSpec>>> = {
   readonly [K in keyof C]: CommandHandler<FlagsOf<C[K]>>;
 };
 
+/** Prints the help that the arguments ask for, if they ask for any. */
+function answeredHelp(
+  ctx: CommandContext,
+  name: string,
+  entry: Entry,
+  args: readonly string[],
+): boolean {
+  const help = requestedHelp(name, entry, args);
+  if (help !== undefined) ctx.out.line(help);
+  return help !== undefined;
+}
+
 /** `vallignus NAME [flags]`: its help if asked for, else the handler on the parsed input. */
 export async function runCommand<F extends FlagSpecs>(
   ctx: CommandContext,
@@ -28,11 +40,7 @@ export async function runCommand<F extends FlagSpecs>(
   handler: CommandHandler<F>,
   args: readonly string[],
 ): Promise<number> {
-  const help = requestedHelp(name, spec, args);
-  if (help !== undefined) {
-    ctx.out.line(help);
-    return EXIT.ok;
-  }
+  if (answeredHelp(ctx, name, spec, args)) return EXIT.ok;
   return handler(ctx, parseCommandInput(name, spec, args));
 }
 
@@ -44,11 +52,7 @@ export async function runGroup<C extends Readonly<Record<string, CommandSpec>>>(
   handlers: GroupHandlers<C>,
   args: readonly string[],
 ): Promise<number> {
-  const help = requestedHelp(name, group, args);
-  if (help !== undefined) {
-    ctx.out.line(help);
-    return EXIT.ok;
-  }
+  if (answeredHelp(ctx, name, group, args)) return EXIT.ok;
   const [command, ...rest] = args;
   if (command === undefined || !Object.hasOwn(group.commands, command)) {
     throw usageError(
@@ -61,5 +65,5 @@ export async function runGroup<C extends Readonly<Record<string, CommandSpec>>>(
   // The spec and the handler are the same key's: GroupHandlers pairs their types.
   const spec = group.commands[command] as CommandSpec;
   const handler = handlers[command] as CommandHandler<FlagSpecs>;
-  return runCommand(ctx, `${name} ${command}`, spec, handler, rest);
+  return handler(ctx, parseCommandInput(`${name} ${command}`, spec, rest));
 }
