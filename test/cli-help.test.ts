@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { after, describe, test } from "node:test";
 
 import type { CommandSpec } from "../src/cli/command.js";
 import { SECTIONS } from "../src/cli/declarations.js";
 import { HELP_WIDTH, isGroup, usageLine } from "../src/cli/help.js";
-import { errorCode, makeTempHome } from "./helpers/cli.js";
+import { CLI, errorCode, makeTempHome } from "./helpers/cli.js";
 
 /**
  * Help, generated from the declarations: every group and command answers --help and -h with
@@ -113,6 +115,46 @@ test("--help after run's -- belongs to the command, not to vallignus", () => {
   // No token in this home: run itself refuses, so the --help was not taken as vallignus's.
   assert.equal(r.status, 3, r.stderr);
   assert.equal(errorCode(r.stderr), "ERR_TOKEN_MISSING");
+});
+
+test("help and --version load only the declarations, none of the commands' modules", () => {
+  // A module hook that notes every module the CLI loads.
+  const log = join(home.root, "loaded.log");
+  const hooks = join(home.root, "hooks.mjs");
+  writeFileSync(
+    hooks,
+    `import { appendFileSync } from "node:fs";
+export async function resolve(specifier, context, next) {
+  const resolved = await next(specifier, context);
+  appendFileSync(${JSON.stringify(log)}, resolved.url + "\\n");
+  return resolved;
+}\n`,
+  );
+  const register = join(home.root, "register.mjs");
+  writeFileSync(
+    register,
+    `import { register } from "node:module";\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`,
+  );
+  for (const args of [
+    ["--help"],
+    ["auth", "create-policy", "--help"],
+    ["run", "-h"],
+    ["--version"],
+  ]) {
+    writeFileSync(log, "");
+    const r = spawnSync(process.execPath, ["--import", register, CLI, ...args], {
+      env: home.env,
+      encoding: "utf8",
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const loaded = readFileSync(log, "utf8").trim().split("\n");
+    assert.ok(
+      loaded.some((url) => url.endsWith("/dist/cli/main.js")),
+      "the hook saw the CLI",
+    );
+    const heavy = loaded.filter((url) => /(auth|audit|run|spend)-command|authority-/.test(url));
+    assert.deepEqual(heavy, [], `vallignus ${args.join(" ")} loaded no command module`);
+  }
 });
 
 test("--version prints package.json's version", () => {
