@@ -37,7 +37,10 @@ export interface CommandSpec<F extends FlagSpecs = FlagSpecs> {
   readonly passThrough?: true;
 }
 
-export interface GroupSpec<C extends Readonly<Record<string, CommandSpec>>> {
+/** A group's commands by name (`auth` → `init`, `create-agent`, …). */
+export type CommandTable = Readonly<Record<string, CommandSpec>>;
+
+export interface GroupSpec<C extends CommandTable = CommandTable> {
   readonly summary: string;
   readonly commands: C;
 }
@@ -79,9 +82,7 @@ export function defineCommand<const F extends FlagSpecs>(spec: CommandSpec<F>): 
   return spec;
 }
 
-export function defineGroup<const C extends Readonly<Record<string, CommandSpec>>>(
-  group: GroupSpec<C>,
-): GroupSpec<C> {
+export function defineGroup<const C extends CommandTable>(group: GroupSpec<C>): GroupSpec<C> {
   return group;
 }
 

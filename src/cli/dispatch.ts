@@ -3,6 +3,7 @@ import {
   parseCommandInput,
   type CommandInput,
   type CommandSpec,
+  type CommandTable,
   type FlagSpecs,
   type FlagsOf,
   type GroupSpec,
@@ -16,7 +17,7 @@ export type CommandHandler<F extends FlagSpecs> = (
 ) => number | Promise<number>;
 
 /** One handler per declared command: a command without one, or one too many, does not compile. */
-export type GroupHandlers<C extends Readonly<Record<string, CommandSpec>>> = {
+export type GroupHandlers<C extends CommandTable> = {
   readonly [K in keyof C]: CommandHandler<FlagsOf<C[K]>>;
 };
 
@@ -45,7 +46,7 @@ export async function runCommand<F extends FlagSpecs>(
 }
 
 /** `vallignus GROUP COMMAND [flags]`, e.g. `vallignus auth init`. */
-export async function runGroup<C extends Readonly<Record<string, CommandSpec>>>(
+export async function runGroup<C extends CommandTable>(
   ctx: CommandContext,
   name: string,
   group: GroupSpec<C>,

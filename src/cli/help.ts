@@ -98,10 +98,7 @@ export function commandHelp(name: string, spec: CommandSpec): string {
   ].join("\n");
 }
 
-export function groupHelp(
-  name: string,
-  group: GroupSpec<Readonly<Record<string, CommandSpec>>>,
-): string {
+export function groupHelp(name: string, group: GroupSpec): string {
   return [
     `usage: vallignus ${name} <command> [options]`,
     "",
@@ -115,9 +112,9 @@ export function groupHelp(
 }
 
 /** A top-level entry: a group of commands (`auth`) or a command of its own (`run`). */
-export type Entry = CommandSpec | GroupSpec<Readonly<Record<string, CommandSpec>>>;
+export type Entry = CommandSpec | GroupSpec;
 
-export function isGroup(entry: Entry): entry is GroupSpec<Readonly<Record<string, CommandSpec>>> {
+export function isGroup(entry: Entry): entry is GroupSpec {
   return "commands" in entry;
 }
 
