@@ -1,6 +1,6 @@
 // Builds dist/ as an ESM bundle: Node loads a handful of files instead of ~200 small modules,
 // which was most of the CLI's start-up time. `tsc` only type-checks (npm run typecheck).
-import { chmodSync, rmSync } from "node:fs";
+import { chmodSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 
@@ -8,6 +8,9 @@ import { build } from "esbuild";
 
 /** The package's folder: every path below is relative to it, wherever this is started from. */
 const root = join(import.meta.dirname, "..");
+
+/** `vallignus --version` prints this, inlined so that it reads no file at start-up. */
+const { version } = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 
 /**
  * CommonJS packages that src/ loads with `import()` (undici, in src/proxy/server.ts). Node's
@@ -58,6 +61,7 @@ await build({
   // A package's ES build where it has one (@peculiar/x509, loaded with import()): see above.
   mainFields: ["module", "main"],
   plugins: [commonJsFacades],
+  define: { __VALLIGNUS_VERSION__: JSON.stringify(version) },
   sourcemap: "linked",
   logLevel: "warning",
   // Bundled CommonJS dependencies require() Node built-ins; an ES module has no require of its own.

@@ -1,72 +1,59 @@
 #!/usr/bin/env node
 import { errorLine, EXIT, usageError, VallignusError } from "../errors.js";
+import type { CommandContext } from "./command-context.js";
+import { SECTIONS } from "./declarations.js";
+import { requestedHelp, topHelp, type Entry } from "./help.js";
 import { createPrinter } from "./output.js";
+import { VERSION } from "./version.js";
 
-// Command groups load on demand: `run` should not pay for the audit viewer, nor `auth` for the
-// proxy and the price table. The authority too, so that --version and --help load almost nothing.
+type Runner = (ctx: CommandContext, args: readonly string[]) => Promise<number>;
+
+// Commands load on demand: `run` should not pay for the audit viewer, nor `auth` for the proxy
+// and the price table. The authority too, so that --version and --help load almost nothing:
+// help comes from the declarations alone.
 const loadAuthority = () => import("../authority/index.js");
-const loadAuth = () => import("./auth-commands.js");
-const loadAudit = () => import("./audit-commands.js");
-const loadSpend = () => import("./spend-command.js");
-const loadRun = () => import("./run-command.js");
+const RUNNERS: Readonly<Record<string, () => Promise<Runner>>> = {
+  auth: async () => (await import("./auth-commands.js")).runAuthCommand,
+  run: async () => (await import("./run-command.js")).runRunCommand,
+  audit: async () => (await import("./audit-commands.js")).runAuditCommand,
+  sessions: async () => (await import("./audit-commands.js")).runSessionsCommand,
+  replay: async () => (await import("./audit-commands.js")).runReplayCommand,
+  spend: async () => (await import("./spend-command.js")).runSpendCommand,
+};
 
-async function usage(): Promise<string> {
-  const [{ authUsage }, { auditUsage }, { spendUsage }] = await Promise.all([
-    loadAuth(),
-    loadAudit(),
-    loadSpend(),
-  ]);
-  return `usage: vallignus <command> [options]
-
-Local authority:
-${authUsage()}
-
-Firewall:
-  vallignus run [--token T] [--isolate] [--on-budget stop|deny] [--max-runtime D] [--max-requests N] [--max-output-lines N]
-                [--port P] [--no-session] [--resolve HOST:PORT:ADDR] [--upstream-ca FILE] -- CMD [ARGS…]
-
-Audit and sessions:
-${auditUsage()}
-
-Spend:
-${spendUsage()}
-
-Every listing and inspect command takes --json. State lives in $VALLIGNUS_HOME (default ~/.vallignus).
-Exit status: 0 ok, 1 failure, 2 usage, 3 token refused, 4 stopped by policy.`;
-}
+const ENTRIES: Readonly<Record<string, Entry>> = Object.assign(
+  {},
+  ...SECTIONS.map((section) => section.entries),
+) as Record<string, Entry>;
 
 async function main(argv: readonly string[]): Promise<number> {
   const out = createPrinter();
-  const [group, ...rest] = argv;
-  if (group === undefined || group === "--help" || group === "-h" || group === "help") {
-    out.line(await usage());
-    return group === undefined ? EXIT.usage : EXIT.ok;
+  // `vallignus help run` is `vallignus run --help`.
+  const args = argv[0] === "help" && argv.length > 1 ? [...argv.slice(1), "--help"] : argv;
+  const [name, ...rest] = args;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    out.line(topHelp(SECTIONS));
+    return name === undefined ? EXIT.usage : EXIT.ok;
   }
-  if (group === "--version") {
-    out.line("0.1.0");
+  if (name === "--version" || name === "-V") {
+    out.line(VERSION);
     return EXIT.ok;
   }
-  const { Home, resolveHomeDir } = await loadAuthority();
-  const ctx = { home: new Home(resolveHomeDir()), now: () => new Date(), out };
-  switch (group) {
-    case "auth":
-      return (await loadAuth()).runAuthCommand(ctx, rest);
-    case "run":
-      return (await loadRun()).runRunCommand(ctx, rest);
-    case "audit":
-      return (await loadAudit()).runAuditCommand(ctx, rest);
-    case "sessions":
-      return (await loadAudit()).runSessionsCommand(ctx, rest);
-    case "replay":
-      return (await loadAudit()).runReplayCommand(ctx, rest);
-    case "spend":
-      return (await loadSpend()).runSpendCommand(ctx, rest);
-    default:
-      throw usageError(
-        "ERR_CLI_UNKNOWN_COMMAND",
-        `unknown command ${JSON.stringify(group)} (see vallignus --help)`,
-      );
+  const entry = Object.hasOwn(ENTRIES, name) ? ENTRIES[name] : undefined;
+  const load = Object.hasOwn(RUNNERS, name) ? RUNNERS[name] : undefined;
+  if (entry === undefined || load === undefined) {
+    throw usageError(
+      "ERR_CLI_UNKNOWN_COMMAND",
+      `unknown command ${JSON.stringify(name)} (see vallignus --help)`,
+    );
   }
+  const help = requestedHelp(name, entry, rest);
+  if (help !== undefined) {
+    out.line(help);
+    return EXIT.ok;
+  }
+  const [{ Home, resolveHomeDir }, runner] = await Promise.all([loadAuthority(), load()]);
+  return runner({ home: new Home(resolveHomeDir()), now: () => new Date(), out }, rest);
 }
 
 function report(err: unknown): number {

@@ -9,19 +9,8 @@ import {
   type ModelPrice,
   type PolicyRules,
 } from "../policy/index.js";
-import { type OptionSpec, type ParsedArgs, booleanFlag, listFlag, stringFlag } from "./args.js";
-
-export const POLICY_FIELD_OPTIONS: OptionSpec = {
-  "policy-id": { type: "string" },
-  "max-spend-usd": { type: "string" },
-  "allowed-domains": { type: "string" },
-  "denied-domains": { type: "string" },
-  "allowed-models": { type: "string" },
-  "max-requests": { type: "string" },
-  "max-runtime": { type: "string" },
-  "allow-private-networks": { type: "boolean" },
-  price: { type: "string", multiple: true },
-};
+import type { Flags, FlagsOf } from "./command.js";
+import type { CREATE_POLICY, UPDATE_POLICY } from "./declarations.js";
 
 function splitList(text: string): string[] {
   return text
@@ -116,53 +105,48 @@ function parsePrices(specs: readonly string[]): Record<string, ModelPrice> {
 }
 
 /** The rules of a new policy (`create-policy`). */
-export function policyRulesFromFlags(parsed: ParsedArgs): PolicyRules {
-  const spend = stringFlag(parsed, "max-spend-usd");
-  const allowed = stringFlag(parsed, "allowed-domains");
-  if (spend === undefined)
-    throw usageError("ERR_CLI_USAGE", "create-policy: --max-spend-usd is required");
-  if (allowed === undefined)
-    throw usageError("ERR_CLI_USAGE", "create-policy: --allowed-domains is required");
-  const denied = stringFlag(parsed, "denied-domains");
-  const models = stringFlag(parsed, "allowed-models");
-  const requests = stringFlag(parsed, "max-requests");
-  const runtime = stringFlag(parsed, "max-runtime");
+export function policyRulesFromFlags(flags: Flags<FlagsOf<typeof CREATE_POLICY>>): PolicyRules {
+  const denied = flags["denied-domains"];
+  const models = flags["allowed-models"];
+  const requests = flags["max-requests"];
+  const runtime = flags["max-runtime"];
   return {
-    max_spend_usd: parseSpend(spend),
-    allowed_domains: [...new Set(parseDomainList("allowed-domains", allowed))].sort(),
+    max_spend_usd: parseSpend(flags["max-spend-usd"]),
+    allowed_domains: [
+      ...new Set(parseDomainList("allowed-domains", flags["allowed-domains"])),
+    ].sort(),
     denied_domains:
       denied === undefined ? [] : [...new Set(parseDomainList("denied-domains", denied))].sort(),
     allowed_models: models === undefined ? null : parseModels(models),
     max_requests: requests === undefined ? null : parseCount("max-requests", requests, false),
     max_runtime_seconds: runtime === undefined ? null : parseRuntime(runtime, false),
-    allow_private_networks: booleanFlag(parsed, "allow-private-networks") ?? false,
-    prices: parsePrices(listFlag(parsed, "price")),
+    allow_private_networks: flags["allow-private-networks"] ?? false,
+    prices: parsePrices(flags.price ?? []),
   };
 }
 
 /** The changes of `update-policy`; at least one field must change. */
-export function policyChangesFromFlags(parsed: ParsedArgs): PolicyChanges {
+export function policyChangesFromFlags(flags: Flags<FlagsOf<typeof UPDATE_POLICY>>): PolicyChanges {
   const changes: { -readonly [K in keyof PolicyChanges]: PolicyChanges[K] } = {};
-  const text = (name: string) => stringFlag(parsed, name);
-  const spend = text("max-spend-usd");
+  const spend = flags["max-spend-usd"];
   if (spend !== undefined) changes.max_spend_usd = parseSpend(spend);
-  const allowed = text("allowed-domains");
+  const allowed = flags["allowed-domains"];
   if (allowed !== undefined) changes.allowed_domains = parseDomainList("allowed-domains", allowed);
-  const denied = text("denied-domains");
+  const denied = flags["denied-domains"];
   if (denied !== undefined) changes.denied_domains = parseDomainList("denied-domains", denied);
-  const add = text("add-domains");
+  const add = flags["add-domains"];
   if (add !== undefined) changes.add_domains = parseDomainList("add-domains", add);
-  const remove = text("remove-domains");
+  const remove = flags["remove-domains"];
   if (remove !== undefined) changes.remove_domains = parseDomainList("remove-domains", remove);
-  const models = text("allowed-models");
+  const models = flags["allowed-models"];
   if (models !== undefined) changes.allowed_models = parseModels(models);
-  const requests = text("max-requests");
+  const requests = flags["max-requests"];
   if (requests !== undefined) changes.max_requests = parseCount("max-requests", requests, true);
-  const runtime = text("max-runtime");
+  const runtime = flags["max-runtime"];
   if (runtime !== undefined) changes.max_runtime_seconds = parseRuntime(runtime, true);
-  const privateNets = booleanFlag(parsed, "allow-private-networks");
+  const privateNets = flags["allow-private-networks"];
   if (privateNets !== undefined) changes.allow_private_networks = privateNets;
-  const prices = listFlag(parsed, "price");
+  const prices = flags.price ?? [];
   if (prices.length > 0) changes.prices = parsePrices(prices);
   if (Object.keys(changes).length === 0) {
     throw usageError("ERR_CLI_USAGE", "update-policy: give at least one field to change");

@@ -4,21 +4,10 @@ import { usageError, VallignusError } from "../errors.js";
 import { normalizeHostName, parseDurationSeconds } from "../policy/index.js";
 import type { ResolveOverride } from "../proxy/index.js";
 import { runSupervised } from "../run/index.js";
-import { booleanFlag, listFlag, parseCommandArgs, stringFlag } from "./args.js";
-import type { CommandContext } from "./auth-commands.js";
-
-const RUN_OPTIONS = {
-  token: { type: "string" },
-  port: { type: "string" },
-  "max-runtime": { type: "string" },
-  "max-requests": { type: "string" },
-  "max-output-lines": { type: "string" },
-  "no-session": { type: "boolean" },
-  isolate: { type: "boolean" },
-  resolve: { type: "string", multiple: true },
-  "upstream-ca": { type: "string" },
-  "on-budget": { type: "string" },
-} as const;
+import type { FlagsOf } from "./command.js";
+import type { CommandContext } from "./command-context.js";
+import { RUN } from "./declarations.js";
+import { runCommand, type CommandHandler } from "./dispatch.js";
 
 function parseCount(flag: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
@@ -50,52 +39,59 @@ export function parseResolveOverride(spec: string): ResolveOverride {
   return { host, port, address };
 }
 
-export async function runRunCommand(ctx: CommandContext, args: readonly string[]): Promise<number> {
-  const dash = args.indexOf("--");
-  const own = dash === -1 ? args : args.slice(0, dash);
-  const command = dash === -1 ? [] : args.slice(dash + 1);
-  const parsed = parseCommandArgs("run", own, RUN_OPTIONS);
+function parseRuntime(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const seconds = parseDurationSeconds(text);
+  if (seconds === undefined)
+    throw usageError("ERR_CLI_USAGE", "run: --max-runtime must be a duration such as 30s, 5m, 1h");
+  return seconds;
+}
+
+function parsePort(text: string | undefined): number | undefined {
+  const port = parseCount("port", text);
+  if (port !== undefined && port > 65_535)
+    throw usageError("ERR_CLI_USAGE", "run: --port must be 1-65535");
+  return port;
+}
+
+function parseOnBudget(text = "stop"): "stop" | "deny" {
+  if (text !== "stop" && text !== "deny")
+    throw usageError("ERR_CLI_USAGE", 'run: --on-budget must be "stop" or "deny"');
+  return text;
+}
+
+const run: CommandHandler<FlagsOf<typeof RUN>> = (ctx, { flags, operands: command }) => {
   if (command.length === 0)
     throw usageError(
       "ERR_CLI_USAGE",
       "run: give the command after --, e.g. vallignus run -- curl https://example.com",
     );
-  const token = stringFlag(parsed, "token") ?? process.env["VALLIGNUS_TOKEN"];
+  const token = flags.token ?? process.env["VALLIGNUS_TOKEN"];
   if (token === undefined || token.trim() === "") {
     throw new VallignusError(
       "ERR_TOKEN_MISSING",
       "run: no token; set VALLIGNUS_TOKEN or pass --token",
     );
   }
-  const runtimeText = stringFlag(parsed, "max-runtime");
-  const runtime = runtimeText === undefined ? undefined : parseDurationSeconds(runtimeText);
-  if (runtimeText !== undefined && runtime === undefined)
-    throw usageError("ERR_CLI_USAGE", "run: --max-runtime must be a duration such as 30s, 5m, 1h");
-  const portText = stringFlag(parsed, "port");
-  const port = parseCount("port", portText);
-  if (port !== undefined && port > 65_535)
-    throw usageError("ERR_CLI_USAGE", "run: --port must be 1-65535");
-  const onBudgetText = stringFlag(parsed, "on-budget") ?? "stop";
-  if (onBudgetText !== "stop" && onBudgetText !== "deny") {
-    throw usageError("ERR_CLI_USAGE", 'run: --on-budget must be "stop" or "deny"');
-  }
-  const onBudget: "stop" | "deny" = onBudgetText;
+  const options = {
+    token: token.trim(),
+    command,
+    port: parsePort(flags.port),
+    maxRuntimeSeconds: parseRuntime(flags["max-runtime"]),
+    maxRequests: parseCount("max-requests", flags["max-requests"]),
+    maxOutputLines: parseCount("max-output-lines", flags["max-output-lines"]),
+    // Declared as `session` with only its `--no-` spelling: given, it is false.
+    noSession: flags.session === false,
+    resolve: (flags.resolve ?? []).map(parseResolveOverride),
+    upstreamCa: flags["upstream-ca"],
+    onBudget: parseOnBudget(flags["on-budget"]),
+    isolate: flags.isolate ?? false,
+  };
   ctx.home.requireInitialized();
-  return runSupervised(
-    ctx.home,
-    {
-      token: token.trim(),
-      command,
-      port,
-      maxRuntimeSeconds: runtime,
-      maxRequests: parseCount("max-requests", stringFlag(parsed, "max-requests")),
-      maxOutputLines: parseCount("max-output-lines", stringFlag(parsed, "max-output-lines")),
-      noSession: booleanFlag(parsed, "no-session") ?? false,
-      resolve: listFlag(parsed, "resolve").map(parseResolveOverride),
-      upstreamCa: stringFlag(parsed, "upstream-ca"),
-      onBudget,
-      isolate: booleanFlag(parsed, "isolate") ?? false,
-    },
-    ctx.now,
-  );
+  return runSupervised(ctx.home, options, ctx.now);
+};
+
+/** `vallignus run [options] -- CMD [ARGS…]`. */
+export async function runRunCommand(ctx: CommandContext, args: readonly string[]): Promise<number> {
+  return runCommand(ctx, "run", RUN, run, args);
 }

@@ -6,7 +6,7 @@ import { Home } from "../authority/index.js";
 import { VallignusError } from "../errors.js";
 import { openLedger, type OpenLedgerOptions } from "../metering/ledger.js";
 import { captureContext, tempCommandHome } from "../../test/helpers/command-context.js";
-import { runSpendCommand, spendUsage } from "./spend-command.js";
+import { runSpendCommand } from "./spend-command.js";
 
 const context = captureContext;
 const tempHome = (initialized = true) => tempCommandHome("vallignus-spend-cli-", initialized);
@@ -153,6 +153,7 @@ test("spend on a home with no ledgers says so; --help prints the usage", async (
   assert.equal(ctx.text(), "no spend recorded yet: a token's ledger is created by its first run\n");
   const help = context(tempHome());
   assert.equal(await runSpendCommand(help, ["--help"]), 0);
-  assert.match(help.text(), /^usage: vallignus spend \[--agent ID\] \[--jti ID\] \[--json\]/);
-  assert.match(spendUsage(), /vallignus spend/);
+  assert.match(help.text(), /^usage: vallignus spend \[options\]\n/);
+  for (const flag of ["--agent ID", "--jti ID", "--json", "-h, --help"])
+    assert.ok(help.text().includes(`  ${flag}  `), `help lists ${flag}`);
 });

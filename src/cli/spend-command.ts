@@ -1,4 +1,3 @@
-import { assertValidId } from "../authority/index.js";
 import { VallignusError } from "../errors.js";
 import {
   listLedgers,
@@ -7,22 +6,11 @@ import {
   type LedgerSummary,
 } from "../metering/ledger.js";
 import { formatNanoUsd } from "../policy/money.js";
-import { booleanFlag, parseCommandArgs, stringFlag, type ParsedArgs } from "./args.js";
-import type { CommandContext } from "./auth-commands.js";
-
-const USAGE = "spend [--agent ID] [--jti ID] [--json]";
-const SUMMARY = "budget, spent, reserved and left of each token (by jti)";
-
-/** The usage line for the lead's `--help`, in the style of `authUsage()`. */
-export function spendUsage(): string {
-  return `  vallignus ${USAGE}  ${SUMMARY}`;
-}
-
-function idFlag(parsed: ParsedArgs, flag: string, kind: string): string | undefined {
-  const value = stringFlag(parsed, flag);
-  if (value !== undefined) assertValidId(kind, value);
-  return value;
-}
+import type { FlagsOf } from "./command.js";
+import type { CommandContext } from "./command-context.js";
+import { SPEND } from "./declarations.js";
+import { runCommand, type CommandHandler } from "./dispatch.js";
+import { validId } from "./id-flag.js";
 
 function usd(nano: number): string {
   return `$${formatNanoUsd(nano)}`;
@@ -49,18 +37,9 @@ function toJson(s: LedgerSummary): Record<string, unknown> {
   };
 }
 
-function spend(ctx: CommandContext, args: readonly string[]): number {
-  if (args.includes("--help") || args.includes("-h")) {
-    ctx.out.line(`usage: vallignus ${USAGE}\n  ${SUMMARY}`);
-    return 0;
-  }
-  const parsed = parseCommandArgs("spend", args, {
-    agent: { type: "string" },
-    jti: { type: "string" },
-    json: { type: "boolean" },
-  });
-  const agent = idFlag(parsed, "agent", "agent");
-  const jti = idFlag(parsed, "jti", "jti");
+const spend: CommandHandler<FlagsOf<typeof SPEND>> = (ctx, { flags }) => {
+  const agent = validId("agent", flags.agent);
+  const jti = validId("jti", flags.jti);
   const home = ctx.home;
   home.requireInitialized();
   if (jti !== undefined && readLedgerSummary(home, jti) === undefined)
@@ -74,7 +53,7 @@ function spend(ctx: CommandContext, args: readonly string[]): number {
   const ledgers = listLedgers(home).filter(
     (s) => (jti === undefined || s.jti === jti) && (agent === undefined || s.agent_id === agent),
   );
-  if (booleanFlag(parsed, "json") === true) {
+  if (flags.json === true) {
     ctx.out.json(ledgers.map(toJson));
     return 0;
   }
@@ -100,7 +79,7 @@ function spend(ctx: CommandContext, args: readonly string[]): number {
     ]),
   );
   return 0;
-}
+};
 
 /**
  * `vallignus spend [--agent ID] [--jti ID] [--json]`: one row per token. An unknown `--jti` is
@@ -110,5 +89,5 @@ export async function runSpendCommand(
   ctx: CommandContext,
   args: readonly string[],
 ): Promise<number> {
-  return Promise.resolve().then(() => spend(ctx, args));
+  return runCommand(ctx, "spend", SPEND, spend, args);
 }

@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync, type SpawnOptionsWithoutStdio } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -23,6 +23,24 @@ export interface TempHome {
   cleanup(): void;
 }
 
+/** Spawns `file` and resolves, once it has exited, with its status and everything it printed. */
+export function spawnToEnd(
+  file: string,
+  args: readonly string[],
+  options: SpawnOptionsWithoutStdio,
+): Promise<CliResult> {
+  return new Promise((done) => {
+    const child = spawn(file, args, options);
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.on("close", (status) => {
+      done({ status, stdout, stderr });
+    });
+  });
+}
+
 export function makeTempHome(prefix = "vallignus-test-"): TempHome {
   const root = mkdtempSync(join(tmpdir(), prefix));
   const home = join(root, "home");
@@ -37,17 +55,7 @@ export function makeTempHome(prefix = "vallignus-test-"): TempHome {
     home,
     env,
     run,
-    runAsync: (args) =>
-      new Promise((done) => {
-        const child = spawn(process.execPath, [CLI, ...args], { env });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-        child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-        child.on("close", (status) => {
-          done({ status, stdout, stderr });
-        });
-      }),
+    runAsync: (args) => spawnToEnd(process.execPath, [CLI, ...args], { env }),
     ok: (...args) => {
       const r = run(...args);
       if (r.status !== 0) {

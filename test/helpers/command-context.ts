@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { after } from "node:test";
 
 import { Home } from "../../src/authority/index.js";
-import type { CommandContext } from "../../src/cli/auth-commands.js";
+import type { CommandContext } from "../../src/cli/command-context.js";
 import { createPrinter } from "../../src/cli/output.js";
 
 /** A command context whose printer writes, uncoloured, into `text()`. */
