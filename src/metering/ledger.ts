@@ -20,9 +20,9 @@ import {
 
 // Reached directly, as audit-log.ts does: the lock and the atomic create are not part of
 // authority's public face, and the ledger needs exactly their cross-process guarantees.
-import { createFileExclusive } from "../authority/atomic-file.js";
-import { LinkedFileLock, withFileLock } from "../authority/file-lock.js";
-import { readProcStat } from "../authority/proc-stat.js";
+import { createFileExclusive } from "../storage/index.js";
+import { LinkedFileLock, withFileLock } from "../storage/index.js";
+import { readProcStat } from "../storage/index.js";
 import type { Home } from "../authority/home.js";
 import { isErrnoException, VallignusError } from "../errors.js";
 import { isValidId } from "../policy/index.js";
