@@ -6,6 +6,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   unlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -15,6 +16,8 @@ import { after, test } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 import { Home } from "../authority/index.js";
+import type { VallignusError } from "../errors.js";
+import { auditLockPath } from "./audit-log.js";
 import {
   AuditLog,
   auditLogPath,
@@ -239,4 +242,84 @@ test("two processes appending 200 records each at once make one chain of 400", a
       Array.from({ length: 200 }, (_, i) => i),
     );
   }
+});
+
+/** Starts a process that holds `lockPath` the CLI's way for `ms`; resolves once it holds it. */
+function holdLockElsewhere(lockPath: string, ms: number) {
+  const here = fileURLToPath(new URL(".", import.meta.url));
+  const script = `
+    import { withFileLock } from ${JSON.stringify(pathToFileURL(join(here, "../storage/index.ts")).href)};
+    withFileLock(${JSON.stringify(lockPath)}, () => {
+      process.stdout.write("held\\n");
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${String(ms)});
+      process.stdout.write("releasing\\n");
+    });
+  `;
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const held = new Promise<void>((resolve) => {
+    child.stdout.once("data", () => {
+      resolve();
+    });
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  return { held, exited };
+}
+
+test("while another process holds the audit lock 1.5 s, the event loop keeps serving", async () => {
+  const home = tempHome();
+  const log = AuditLog.open(home, fixedClock);
+  log.enqueue(allowed(0));
+  await log.drain();
+  const holder = holdLockElsewhere(auditLockPath(home), 1500);
+  await holder.held;
+
+  // A 10 ms timer stands for the proxy's traffic: how late does it fire while records queue?
+  let worstLagMs = 0;
+  let last = performance.now();
+  let n = 1;
+  const ticker = setInterval(() => {
+    const now = performance.now();
+    worstLagMs = Math.max(worstLagMs, now - last - 10);
+    last = now;
+    if (n <= 50) log.enqueue(allowed(n++));
+  }, 10);
+  const linesWhileHeld: number[] = [];
+  const sampler = setInterval(() => linesWhileHeld.push(fileLines(home).length), 100);
+  const status = await holder.exited;
+  clearInterval(sampler);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  clearInterval(ticker);
+  await log.drain();
+  log.close();
+
+  assert.equal(status, 0);
+  assert.ok(worstLagMs < 200, `the event loop stalled ${worstLagMs.toFixed(0)} ms`);
+  assert.ok(linesWhileHeld.length >= 5, "sampled while the lock was held");
+  assert.ok(
+    linesWhileHeld.slice(0, -1).every((count) => count === 1),
+    `nothing was written under another's lock: ${linesWhileHeld.join(",")}`,
+  );
+  assert.deepEqual(verifyAuditLog(home), { ok: true, records: n });
+});
+
+test("a failed write calls onFailure once, and the log refuses every later record", async () => {
+  const home = tempHome();
+  // Every write to /dev/full fails with ENOSPC, as on a full disk.
+  symlinkSync("/dev/full", auditLogPath(home));
+  const failures: VallignusError[] = [];
+  const log = AuditLog.open(home, fixedClock, { onFailure: (err) => failures.push(err) });
+  log.enqueue(allowed(1));
+  log.enqueue(allowed(2), true);
+  await log.drain();
+  const [first, ...more] = failures;
+  assert.ok(first !== undefined && more.length === 0, "told once");
+  assert.equal(first.code, "ERR_AUDIT_WRITE");
+  assert.match(first.message, /ENOSPC|no space/i);
+  assert.throws(() => log.enqueue(allowed(3)), { code: "ERR_AUDIT_WRITE" });
+  assert.throws(() => log.append(allowed(4)), { code: "ERR_AUDIT_WRITE" });
+  await log.drain();
+  log.close();
+  assert.equal(failures.length, 1, "told once");
 });
