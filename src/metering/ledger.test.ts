@@ -730,9 +730,9 @@ function openBatchLedger(home: Home, budgetNano = 1000): Ledger {
 }
 
 batchTest(
-  "reserveSoon: one turn's reservations are checked in order and written together",
+  "reserveBatched: one turn's reservations are checked in order and written together",
   async (home, ledger) => {
-    const results = await Promise.all([600, 500, 400].map((n) => ledger.reserveSoon(n, META)));
+    const results = await Promise.all([600, 500, 400].map((n) => ledger.reserveBatched(n, META)));
     assert.deepEqual(
       results.map((r) => r.ok),
       [true, false, true],
@@ -742,7 +742,7 @@ batchTest(
     assert.equal(new Set(ids).size, 2);
     // The header, then the two accepted reservations; the refusal wrote nothing.
     assert.equal(journalLines(home, "b".repeat(32)).length, 3);
-    const states = await Promise.all(ids.map((id) => ledger.settleSoon(id, 100)));
+    const states = await Promise.all(ids.map((id) => ledger.settleBatched(id, 100)));
     assert.equal(states.at(-1)?.spentNano, 200);
     assert.equal(ledger.state().reservedNano, 0);
     ledger.close();
@@ -750,13 +750,13 @@ batchTest(
 );
 
 batchTest(
-  "settleSoon: a turn's settlements go first, so what they free pays its reservations",
+  "settleBatched: a turn's settlements go first, so what they free pays its reservations",
   async (home, ledger) => {
-    const first = await ledger.reserveSoon(900, META);
+    const first = await ledger.reserveBatched(900, META);
     assert.ok(first.ok);
     const [settled, second] = await Promise.all([
-      ledger.settleSoon(first.id, 100),
-      ledger.reserveSoon(800, META),
+      ledger.settleBatched(first.id, 100),
+      ledger.reserveBatched(800, META),
     ]);
     assert.equal(settled.spentNano, 100);
     assert.equal(second.ok, true);
@@ -766,11 +766,11 @@ batchTest(
 );
 
 batchTest(
-  "settleSoon: an unknown reservation fails alone; the rest of its batch is written",
+  "settleBatched: an unknown reservation fails alone; the rest of its batch is written",
   async (home, ledger) => {
     const [bad, good] = await Promise.allSettled([
-      ledger.settleSoon("r99", 1),
-      ledger.reserveSoon(10, META),
+      ledger.settleBatched("r99", 1),
+      ledger.reserveBatched(10, META),
     ]);
     assert.equal(bad.status, "rejected");
     assert.match(String(bad.reason), /no reservation "r99"/);
@@ -783,13 +783,13 @@ batchTest(
 batchTest(
   "close() writes and syncs what is still queued; drain() waits for it",
   async (home, ledger) => {
-    const pending = ledger.reserveSoon(300, META);
+    const pending = ledger.reserveBatched(300, META);
     ledger.close();
     const result = await pending;
     assert.equal(result.ok, true);
     const again = openBatchLedger(home);
     assert.equal(again.state().reservedNano, 300);
-    const queued = again.reserveSoon(200, META);
+    const queued = again.reserveBatched(200, META);
     await again.drain();
     // drain() has written and synced the batch, so the reservation's promise has resolved.
     let done = false;
@@ -817,12 +817,12 @@ const checkpointPath = (home: Home) => home.path("ledger", `${BATCH_JTI}.fold`);
 /** Adds `calls` reserve + settle pairs (2 lines each) in a few batches; leaves one reservation open. */
 async function fill(ledger: Ledger, calls: number): Promise<string> {
   const reserved = await Promise.all(
-    Array.from({ length: calls }, () => ledger.reserveSoon(1, META)),
+    Array.from({ length: calls }, () => ledger.reserveBatched(1, META)),
   );
   const ids = reserved.flatMap((r) => (r.ok ? [r.id] : []));
   assert.equal(ids.length, calls);
   const open = ids.pop() ?? "";
-  await Promise.all(ids.map((id) => ledger.settleSoon(id, 1)));
+  await Promise.all(ids.map((id) => ledger.settleBatched(id, 1)));
   return open;
 }
 
