@@ -211,7 +211,10 @@ export class LinkedFileLock {
    * value, `fn` running once a timer-paced wait got the lock.
    */
   runWhenFree<T>(fn: () => T): T | Promise<T> {
-    if (attempt(this.path, this.take) === "taken") return runAndRelease(this.path, fn);
+    let first = attempt(this.path, this.take);
+    // A dead holder's lock just removed: trying again costs no wait.
+    while (first === "again") first = attempt(this.path, this.take);
+    if (first === "taken") return runAndRelease(this.path, fn);
     return acquireAsync(this.path, this.take).then(() => runAndRelease(this.path, fn));
   }
 
