@@ -109,3 +109,22 @@ export interface Ledger {
   /** Closes the file; open reservations stay reserved until settled or recovered. */
   close(): void;
 }
+
+/**
+ * Where the ledgers of every token live. The run and `spend` reach them only through this, so
+ * that a second backend (a shared database) can stand where `ledger/` under $VALLIGNUS_HOME
+ * stands now. What an implementation must keep: a reservation is durable before it is granted;
+ * spent + reserved never exceeds the budget through a reservation, whatever number of processes
+ * or machines reserve at once; a reservation whose owner is gone is charged in full, never
+ * dropped; anything that does not check out is an error, never a guess (fail closed).
+ */
+export interface LedgerStore {
+  /** Opens (creating on first use) the ledger of `opts.jti`; see openLedger. */
+  open(opts: OpenLedgerOptions): Ledger;
+  /** One token's ledger as stored, or undefined when the token has none. */
+  readSummary(jti: string): LedgerSummary | undefined;
+  /** Every token's ledger, oldest first. */
+  list(): LedgerSummary[];
+  /** Charges in full the open reservations of owners that are gone (one token, or all). */
+  recoverDead(jti?: string, now?: () => Date): RecoveredReservation[];
+}

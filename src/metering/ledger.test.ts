@@ -4,6 +4,7 @@ import { test } from "node:test";
 
 import { VallignusError } from "../errors.js";
 import {
+  fileLedgerStore,
   ledgerJournalPath,
   listLedgers,
   openLedger,
@@ -298,4 +299,18 @@ test("listLedgers summarises every token, oldest first", () => {
     },
   ]);
   assert.equal(readLedgerSummary(home, "missing"), undefined);
+});
+
+test("the file ledger store is the same ledgers, reached through the LedgerStore interface", () => {
+  const home = tempHome();
+  const store = fileLedgerStore(home);
+  const ledger = store.open(options());
+  const reserved = ledger.reserve(300, META);
+  assert.ok(reserved.ok);
+  ledger.settle(reserved.id, 100);
+  ledger.close();
+  assert.equal(store.readSummary("jti-1")?.spentNano, 100);
+  assert.deepEqual(store.list(), listLedgers(home));
+  assert.deepEqual(store.recoverDead(), []);
+  assert.equal(readLedgerSummary(home, "jti-1")?.calls, 1);
 });

@@ -16,6 +16,7 @@ import {
 import { stampOwner } from "./ledger-owner.js";
 import type {
   Ledger,
+  LedgerStore,
   LedgerSummary,
   OpenLedgerOptions,
   RecoveredReservation,
@@ -26,6 +27,7 @@ export { ledgerJournalPath } from "./ledger-journal.js";
 export type {
   Ledger,
   LedgerOwner,
+  LedgerStore,
   LedgerState,
   LedgerSummary,
   OpenLedgerOptions,
@@ -263,4 +265,14 @@ export function listLedgers(home: Home): LedgerSummary[] {
         ? a.jti.localeCompare(b.jti)
         : a.created_at.localeCompare(b.created_at),
     );
+}
+
+/** The default ledger store: one journal per token under `ledger/` in the home. */
+export function fileLedgerStore(home: Home): LedgerStore {
+  return {
+    open: (opts) => openLedger(home, opts),
+    readSummary: (jti) => readLedgerSummary(home, jti),
+    list: () => listLedgers(home),
+    recoverDead: (jti, now) => recoverDeadReservations(home, jti, now),
+  };
 }
