@@ -63,18 +63,13 @@ export interface RecoveredReservation {
   readonly pid: number;
 }
 
-export interface LedgerSummary {
+/** One token's ledger as stored: its header, and its state. */
+export interface LedgerSummary extends LedgerState {
   readonly jti: string;
   readonly agent_id: string;
   readonly policy_id: string;
   readonly policy_version: number;
   readonly created_at: string;
-  readonly budgetNano: number;
-  readonly spentNano: number;
-  readonly reservedNano: number;
-  readonly leftNano: number;
-  readonly calls: number;
-  readonly openReservations: number;
 }
 
 /** One token's ledger, open in this process. Every method is synchronous and cross-process safe. */
