@@ -156,21 +156,25 @@ export class OpenLedger implements Ledger {
   }
 
   close(): void {
-    // What is still queued is written (and synced) before the file goes.
-    if (!this.journal.closed && this.failure.failed === undefined) {
-      try {
-        this.batcher.flushNow();
-        this.batcher.syncPending();
-      } catch (err) {
-        this.journal.close();
-        this.lock.close();
-        throw err;
-      }
-      const fold = this.journal.fold;
-      if (fold.nextSeq - fold.checkpointSeq >= CHECKPOINT_EVERY_LINES) this.writeCheckpoint();
+    try {
+      if (!this.journal.closed && this.failure.failed === undefined) this.finishWrites();
+    } finally {
+      this.journal.close();
+      this.lock.close();
     }
-    this.journal.close();
-    this.lock.close();
+  }
+
+  /** What is still queued is written and synced before the file goes; then maybe a checkpoint. */
+  private finishWrites(): void {
+    try {
+      this.batcher.flushNow();
+    } catch {
+      // The batch's callers got the error, and onFailure was told: nothing more to say.
+      return;
+    }
+    this.batcher.syncPending();
+    const fold = this.journal.fold;
+    if (fold.nextSeq - fold.checkpointSeq >= CHECKPOINT_EVERY_LINES) this.writeCheckpoint();
   }
 
   private add(pending: Pending): void {
