@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { fileURLToPath, pathToFileURL } from "node:url";
 
 import { Home } from "../authority/home.js";
 import { openLedger, readLedgerSummary, type Ledger, type LedgerState } from "./ledger.js";
+import { runChildScript, srcModule } from "../storage/run-child-script.js";
 import { deadPid, journalLines, META } from "./ledger-test-support.js";
 
 /** A test with a fresh home and a 1,000-nano ledger in it, removed afterwards. */
@@ -215,40 +214,12 @@ batchTest(
 // ---------------------------------------------------------------------------------------------
 // The event loop never waits for the lock, and a failed write stops the ledger for good.
 
-const HERE = fileURLToPath(new URL(".", import.meta.url));
-const module = (path: string) => JSON.stringify(pathToFileURL(join(HERE, path)).href);
-
-/** Runs `script` (ESM, TypeScript imports allowed) in a child; `limitBlocks` caps its file size. */
-function runScript(script: string, limitBlocks?: number) {
-  const dir = mkdtempSync(join(tmpdir(), "vallignus-ledger-child-"));
-  const file = join(dir, "child.mjs");
-  writeFileSync(file, script);
-  const node = `exec ${JSON.stringify(process.execPath)} --import tsx ${JSON.stringify(file)}`;
-  // RLIMIT_FSIZE: writes past it fail with EFBIG (Node ignores SIGXFSZ), as on a full disk.
-  const command = limitBlocks === undefined ? node : `ulimit -f ${String(limitBlocks)}; ${node}`;
-  const child = spawn("sh", ["-c", command], { stdio: ["ignore", "pipe", "inherit"] });
-  let stdout = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  const firstLine = new Promise<void>((resolve) => {
-    child.stdout.once("data", () => {
-      resolve();
-    });
-  });
-  const exited = new Promise<{ code: number | null; stdout: string }>((resolve) =>
-    child.once("exit", (code) => {
-      rmSync(dir, { recursive: true, force: true });
-      resolve({ code, stdout });
-    }),
-  );
-  return { firstLine, exited };
-}
-
 batchTest(
   "while another process holds the ledger lock 1.5 s, the event loop keeps serving",
   async (home, ledger) => {
     const lockPath = home.path("ledger", `${BATCH_JTI}.lock`);
-    const holder = runScript(`
-      import { withFileLock } from ${module("../storage/index.ts")};
+    const holder = runChildScript(`
+      import { withFileLock } from ${srcModule("storage/index.ts")};
       withFileLock(${JSON.stringify(lockPath)}, () => {
         process.stdout.write("held\\n");
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500);
@@ -283,10 +254,10 @@ batchTest(
   "a write that fails (file size limit) calls onFailure once; the ledger refuses from then on",
   async (home, ledger) => {
     ledger.close();
-    const child = runScript(
+    const child = runChildScript(
       `
-      import { Home } from ${module("../authority/home.ts")};
-      import { openLedger } from ${module("./ledger.ts")};
+      import { Home } from ${srcModule("authority/home.ts")};
+      import { openLedger } from ${srcModule("metering/ledger.ts")};
       const failures = [];
       const ledger = openLedger(new Home(${JSON.stringify(home.root)}), {
         jti: ${JSON.stringify(BATCH_JTI)}, agentId: "a", policyId: "p", policyVersion: 1,
