@@ -6,6 +6,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   unlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -15,6 +16,9 @@ import { after, test } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 import { Home } from "../authority/index.js";
+import type { VallignusError } from "../errors.js";
+import { runChildScript, srcModule } from "../storage/run-child-script.js";
+import { auditLockPath } from "./audit-log.js";
 import {
   AuditLog,
   auditLogPath,
@@ -239,4 +243,72 @@ test("two processes appending 200 records each at once make one chain of 400", a
       Array.from({ length: 200 }, (_, i) => i),
     );
   }
+});
+
+/**
+ * Starts a process that holds the audit lock the CLI's way for `ms`; `held` resolves once it
+ * does. Just before letting go it counts the log's lines, so what was written under its lock is
+ * measured by the holder itself.
+ */
+function holdLockElsewhere(home: Home, ms: number) {
+  return runChildScript(`
+    import { readFileSync } from "node:fs";
+    import { withFileLock } from ${srcModule("storage/index.ts")};
+    withFileLock(${JSON.stringify(auditLockPath(home))}, () => {
+      process.stdout.write("held\\n");
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${String(ms)});
+      const lines = readFileSync(${JSON.stringify(auditLogPath(home))}, "utf8").split("\\n").length - 1;
+      process.stdout.write("lines " + lines + "\\n");
+    });
+  `);
+}
+
+test("while another process holds the audit lock 1.5 s, the event loop keeps serving", async () => {
+  const home = tempHome();
+  const log = AuditLog.open(home, fixedClock);
+  log.enqueue(allowed(0));
+  await log.drain();
+  const holder = holdLockElsewhere(home, 1500);
+  await holder.firstLine;
+
+  // A 10 ms timer stands for the proxy's traffic: how late does it fire while records queue?
+  let worstLagMs = 0;
+  let last = performance.now();
+  let n = 1;
+  const ticker = setInterval(() => {
+    const now = performance.now();
+    worstLagMs = Math.max(worstLagMs, now - last - 10);
+    last = now;
+    if (n <= 50) log.enqueue(allowed(n++));
+  }, 10);
+  const { code, stdout } = await holder.exited;
+  clearInterval(ticker);
+  await log.drain();
+  log.close();
+
+  assert.equal(code, 0);
+  assert.ok(worstLagMs < 200, `the event loop stalled ${worstLagMs.toFixed(0)} ms`);
+  assert.match(stdout, /^held\nlines 1\n$/, "nothing was written under another's lock");
+  assert.ok(n > 1, "records were queued while the lock was held");
+  assert.deepEqual(verifyAuditLog(home), { ok: true, records: n });
+});
+
+test("a failed write calls onFailure once, and the log refuses every later record", async () => {
+  const home = tempHome();
+  // Every write to /dev/full fails with ENOSPC, as on a full disk.
+  symlinkSync("/dev/full", auditLogPath(home));
+  const failures: VallignusError[] = [];
+  const log = AuditLog.open(home, fixedClock, { onFailure: (err) => failures.push(err) });
+  log.enqueue(allowed(1));
+  log.enqueue(allowed(2), true);
+  await log.drain();
+  const [first, ...more] = failures;
+  assert.ok(first !== undefined && more.length === 0, "told once");
+  assert.equal(first.code, "ERR_AUDIT_WRITE");
+  assert.match(first.message, /ENOSPC|no space/i);
+  assert.throws(() => log.enqueue(allowed(3)), { code: "ERR_AUDIT_WRITE" });
+  assert.throws(() => log.append(allowed(4)), { code: "ERR_AUDIT_WRITE" });
+  await log.drain();
+  log.close();
+  assert.equal(failures.length, 1, "told once");
 });

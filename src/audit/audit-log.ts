@@ -1,37 +1,27 @@
-import {
-  closeSync,
-  fdatasync,
-  fdatasyncSync,
-  fstatSync,
-  fsyncSync,
-  ftruncateSync,
-  mkdirSync,
-  openSync,
-  readSync,
-  statSync,
-  writeSync,
-} from "node:fs";
-import { dirname } from "node:path";
+import { mkdirSync, readSync } from "node:fs";
 
-import { LinkedFileLock } from "../authority/file-lock.js";
 import type { Home } from "../authority/index.js";
-import { isErrnoException, VallignusError } from "../errors.js";
+import { VallignusError } from "../errors.js";
 import { sha256Hex } from "../authority/canonical-json.js";
+import {
+  describeError,
+  FailureLatch,
+  JournalFile,
+  LinkedFileLock,
+  TurnBatcher,
+  type BatchOutcome,
+} from "../storage/index.js";
 import { GENESIS_HASH, isHashHex, type AuditAppendInput, type AuditRecord } from "./records.js";
 
 /**
- * Durability: every append is one write(2) finished before `append` returns, so a crash of
- * Vallignus loses nothing. Only an OS crash or power loss can lose records, and at most those
- * of the last SYNC_INTERVAL_MS: an fdatasync per decision would cost more than the request it
- * records, so they are batched on a timer (and done at once on `close()`).
+ * Durability: every batch is one write(2) finished before its turn of the event loop ends, so a
+ * crash of Vallignus loses nothing. Only an OS crash or power loss can lose records, and at most
+ * those of the last SYNC_INTERVAL_MS: an fdatasync per decision would cost more than the request
+ * it records, so they are batched on a timer (and done at once on `close()`). A deny is synced
+ * with its batch: the record of a refusal must survive a crash.
  */
 const SYNC_INTERVAL_MS = 100;
 const TAIL_CHUNK_BYTES = 4096;
-const LOG_FILE_MODE = 0o600;
-
-function describeError(err: unknown): string {
-  return err instanceof Error ? err.message : "unknown error";
-}
 
 export function auditLogPath(home: Home): string {
   return home.path("audit", "audit.jsonl");
@@ -92,6 +82,10 @@ function readChainTail(fd: number, size: number): ChainTail {
 interface Stamped {
   readonly fields: AuditAppendInput;
   readonly ts: string;
+  /** Synced with its batch before the batch counts as written. */
+  readonly durable: boolean;
+  /** For `append`, which hands the record back. */
+  readonly done?: (record: AuditRecord) => void;
 }
 
 /** Fields the log owns; a caller's copy of them is dropped, never trusted. */
@@ -115,215 +109,163 @@ function orderedRecord(
   return record;
 }
 
+export interface AuditLogOptions {
+  /**
+   * Called once, the first time a write or sync of the log fails (disk full, EIO, a broken last
+   * line, a lock that never came free); every later append is refused with the same error. A run
+   * stops on it: decisions it cannot record are decisions it must not make.
+   */
+  readonly onFailure?: (err: VallignusError) => void;
+}
+
 /**
  * The append side of `$VALLIGNUS_HOME/audit/audit.jsonl`: one JSON line per decision or event,
- * hash-chained. Any number of processes may append at once: each append holds the audit lock,
- * links to whatever line is last in the file, and writes its line with one write(2).
+ * hash-chained. Any number of processes may append at once: each batch holds the audit lock,
+ * links to whatever line is last in the file, and writes its lines with one write(2).
  */
 export class AuditLog {
-  private fd: number | undefined;
   /** The file size after our own last write, and the chain tail at that size. */
   private knownSize = -1;
   private tail: ChainTail = { seq: 0, hash: GENESIS_HASH };
-  private syncTimer: NodeJS.Timeout | undefined;
-  /** A failed background fdatasync, reported by the next append or close (fail closed). */
-  private syncError: unknown;
+  private closed = false;
+  private readonly lock: LinkedFileLock;
+  private readonly failure: FailureLatch;
+  private readonly batcher: TurnBatcher<Stamped, AuditRecord[]>;
 
   private constructor(
-    private readonly path: string,
-    private readonly lockPath: string,
+    private readonly file: JournalFile,
+    lockPath: string,
     private readonly now: () => Date,
+    options: AuditLogOptions,
   ) {
-    this.fd = AuditLog.openFile(path);
     this.lock = new LinkedFileLock(lockPath);
+    this.failure = new FailureLatch(
+      (err) => new VallignusError("ERR_AUDIT_WRITE", `${file.path}: ${describeError(err)}`),
+      options.onFailure,
+    );
+    this.batcher = new TurnBatcher({
+      lock: this.lock,
+      file,
+      failure: this.failure,
+      lazySyncMs: SYNC_INTERVAL_MS,
+      target: {
+        write: (batch) => this.writeBatch(batch),
+        deliver: (batch, records) => {
+          batch.forEach((s, i) => {
+            const record = records[i];
+            if (record !== undefined) s.done?.(record);
+          });
+        },
+        reject: () => {
+          // Nobody waits on a queued record; the latch reports the failure.
+        },
+      },
+    });
   }
 
-  private readonly lock: LinkedFileLock;
-
-  static open(home: Home, now: () => Date = () => new Date()): AuditLog {
+  static open(
+    home: Home,
+    now: () => Date = () => new Date(),
+    options: AuditLogOptions = {},
+  ): AuditLog {
     mkdirSync(home.dir("audit"), { recursive: true, mode: 0o700 });
-    return new AuditLog(auditLogPath(home), auditLockPath(home), now);
-  }
-
-  /** "a+": appends land at the end whatever the offset, and the tail stays readable. */
-  private static openFile(path: string): number {
-    const fd = openSync(path, "a+", LOG_FILE_MODE);
-    // A new file's directory entry must survive a power loss as well as its lines.
-    const dirFd = openSync(dirname(path), "r");
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
-    return fd;
+    const file = JournalFile.open(auditLogPath(home), "create", "ERR_AUDIT_WRITE");
+    if (file === undefined) throw new Error("unreachable: a created journal exists");
+    return new AuditLog(file, auditLockPath(home), now, options);
   }
 
   /**
-   * Appends one record and returns it as written. Throws (and writes nothing) when the log
-   * cannot be extended safely: a broken last line, an I/O error, a closed log.
+   * Appends one record now, with what is queued before it, and returns it as written. Throws
+   * (and writes nothing) when the log cannot be extended safely: a broken last line, an I/O
+   * error, a closed log. It waits for the lock with the thread asleep: for short commands and
+   * tests; a run appends with `enqueue`.
    */
   append(fields: AuditAppendInput): AuditRecord {
-    this.flushQueue();
-    const [record] = this.appendAll([this.stamp(fields)]);
-    if (record === undefined) throw new Error("unreachable: one record in, one out");
-    return record;
+    let written: AuditRecord | undefined;
+    this.add(fields, false, (record) => {
+      written = record;
+    });
+    this.batcher.flushNow();
+    if (written === undefined) throw new Error("unreachable: one record in, one out");
+    return written;
   }
 
   /**
-   * Queues a record and writes every record queued in the same turn of the event loop under one
-   * lock and one write(2) (setImmediate), so a busy proxy takes the cross-process lock once per
-   * turn instead of once per request. `ts` is taken now; `close()` writes what is still queued.
+   * Queues a record; the records queued in one turn of the event loop are written together (see
+   * TurnBatcher), and the event loop never waits for the lock. `ts` is taken now; `durable`
+   * records (denies) are synced with their batch; `close()` writes what is still queued.
    */
   enqueue(fields: AuditAppendInput, durable = false): void {
-    this.throwIfUnusable();
-    this.queue.push(this.stamp(fields));
-    // A deny is fsync'd with its batch: the record of a refusal must survive a crash.
-    if (durable) this.syncAfterFlush = true;
-    this.flushScheduled ??= setImmediate(() => {
-      this.flushScheduled = undefined;
-      this.flushQueue();
-    });
+    this.add(fields, durable, undefined);
   }
 
-  private readonly queue: Stamped[] = [];
-  private syncAfterFlush = false;
-  private flushScheduled: NodeJS.Immediate | undefined;
-
-  /** The record's time, taken now unless given; the fields are not copied. */
-  private stamp(fields: AuditAppendInput): Stamped {
-    return { fields, ts: typeof fields.ts === "string" ? fields.ts : this.now().toISOString() };
+  /** Writes what is queued and waits until it is written and synced, without blocking. */
+  drain(): Promise<void> {
+    return this.batcher.drain();
   }
 
-  private flushQueue(): void {
-    if (this.flushScheduled !== undefined) clearImmediate(this.flushScheduled);
-    this.flushScheduled = undefined;
-    if (this.queue.length === 0) return;
-    this.appendAll(this.queue.splice(0));
-    if (this.syncAfterFlush) {
-      this.syncAfterFlush = false;
-      this.flush();
+  private add(
+    fields: AuditAppendInput,
+    durable: boolean,
+    done: ((record: AuditRecord) => void) | undefined,
+  ): void {
+    if (this.closed) throw new VallignusError("ERR_AUDIT_CLOSED", "the audit log is closed");
+    const ts = typeof fields.ts === "string" ? fields.ts : this.now().toISOString();
+    this.batcher.add(done === undefined ? { fields, ts, durable } : { fields, ts, durable, done });
+  }
+
+  /** Under the lock: the batch's lines, linked to the file's last line, in one write(2). */
+  private writeBatch(batch: readonly Stamped[]): BatchOutcome<AuditRecord[]> {
+    if (this.file.reopenIfMoved()) this.knownSize = -1;
+    const size = this.file.size();
+    if (size !== this.knownSize) this.tail = readChainTail(this.fd(), size);
+    const records: AuditRecord[] = [];
+    const lines: string[] = [];
+    let tail = this.tail;
+    let durable = false;
+    for (const stamped of batch) {
+      const record = orderedRecord(stamped.fields, stamped.ts, tail.seq + 1, tail.hash);
+      // What auditRecordHash(record) computes, from the text we write anyway.
+      const text = JSON.stringify(record);
+      const hash = sha256Hex(text);
+      record["hash"] = hash;
+      lines.push(`${text.slice(0, -1)},"hash":"${hash}"}\n`);
+      records.push(record as AuditRecord);
+      tail = { seq: tail.seq + 1, hash };
+      durable ||= stamped.durable;
     }
+    const data = Buffer.from(lines.join(""), "utf8");
+    this.knownSize = -1;
+    this.file.append(data, size);
+    this.knownSize = size + data.length;
+    this.tail = tail;
+    return { result: records, durable };
   }
 
-  private appendAll(batch: readonly Stamped[]): AuditRecord[] {
-    this.throwIfUnusable();
-    return this.lock.run(() => {
-      const { fd, size } = this.currentFile();
-      if (size !== this.knownSize) this.tail = readChainTail(fd, size);
-      const records: AuditRecord[] = [];
-      const lines: string[] = [];
-      let tail = this.tail;
-      for (const { fields, ts } of batch) {
-        const record = orderedRecord(fields, ts, tail.seq + 1, tail.hash);
-        // What auditRecordHash(record) computes, from the text we write anyway.
-        const text = JSON.stringify(record);
-        const hash = sha256Hex(text);
-        record["hash"] = hash;
-        lines.push(`${text.slice(0, -1)},"hash":"${hash}"}\n`);
-        records.push(record as AuditRecord);
-        tail = { seq: tail.seq + 1, hash };
-      }
-      const data = Buffer.from(lines.join(""), "utf8");
-      this.writeLine(fd, data, size);
-      this.knownSize = size + data.length;
-      this.tail = tail;
-      this.scheduleSync();
-      return records;
-    });
+  private fd(): number {
+    return this.file.descriptor("ERR_AUDIT_CLOSED");
   }
 
   /** Forces the written records to disk now. */
   flush(): void {
-    if (this.syncTimer !== undefined) clearTimeout(this.syncTimer);
-    this.syncTimer = undefined;
-    if (this.fd !== undefined) fdatasyncSync(this.fd);
-  }
-
-  /** Flushes and closes; appending afterwards is an error. */
-  close(): void {
-    this.flushQueue();
-    if (this.fd === undefined) return;
-    try {
-      this.flush();
-    } finally {
-      closeSync(this.fd);
-      this.fd = undefined;
-      this.lock.close();
-    }
-    this.throwIfUnusable(false);
-  }
-
-  private throwIfUnusable(checkOpen = true): void {
-    if (this.syncError !== undefined) {
-      const err = this.syncError;
-      this.syncError = undefined;
-      throw new VallignusError(
-        "ERR_AUDIT_WRITE",
-        `cannot sync ${this.path}: ${describeError(err)}`,
-      );
-    }
-    if (checkOpen && this.fd === undefined)
-      throw new VallignusError("ERR_AUDIT_CLOSED", "the audit log is closed");
+    this.batcher.syncPending();
   }
 
   /**
-   * The fd for the file now at our path. If the log was moved or deleted while we held it,
-   * appending to the old inode would lose records silently, so we reopen.
+   * Writes what is queued, syncs and closes; appending afterwards is an error. A failure already
+   * reported (thrown, or given to onFailure) is not thrown again here.
    */
-  private currentFile(): { fd: number; size: number } {
-    let fd = this.fd ?? AuditLog.openFile(this.path);
-    let ours = fstatSync(fd);
-    let onDisk;
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
     try {
-      onDisk = statSync(this.path);
-    } catch (err) {
-      if (!(isErrnoException(err) && err.code === "ENOENT")) throw err;
+      if (this.failure.failed === undefined) {
+        this.batcher.flushNow();
+        this.batcher.syncPending();
+      }
+    } finally {
+      this.file.close();
+      this.lock.close();
     }
-    if (onDisk?.ino !== ours.ino || onDisk.dev !== ours.dev) {
-      closeSync(fd);
-      fd = AuditLog.openFile(this.path);
-      ours = fstatSync(fd);
-      this.knownSize = -1;
-    }
-    this.fd = fd;
-    return { fd, size: ours.size };
-  }
-
-  private writeLine(fd: number, line: Buffer, sizeBefore: number): void {
-    let written = 0;
-    let failure: unknown;
-    try {
-      written = writeSync(fd, line);
-    } catch (err) {
-      failure = err;
-    }
-    if (written === line.length) return;
-    // We hold the lock, so nobody appended after us: cut the partial line off again.
-    try {
-      ftruncateSync(fd, sizeBefore);
-    } catch {
-      // The next append finds the partial line and refuses; verify names it.
-    }
-    this.knownSize = -1;
-    throw new VallignusError(
-      "ERR_AUDIT_WRITE",
-      `cannot append to ${this.path}: ${failure === undefined ? "short write" : describeError(failure)}`,
-    );
-  }
-
-  private scheduleSync(): void {
-    if (this.syncTimer !== undefined) return;
-    this.syncTimer = setTimeout(() => {
-      this.syncTimer = undefined;
-      const fd = this.fd;
-      if (fd === undefined) return;
-      // Off the event loop: a busy proxy must not stall on the disk every 100 ms.
-      fdatasync(fd, (err) => {
-        // An error after close() is about a descriptor we gave up (close synced already).
-        if (err !== null && this.fd === fd) this.syncError = err;
-      });
-    }, SYNC_INTERVAL_MS);
-    // A pending sync must not keep a finished run alive; close() syncs anyway.
-    this.syncTimer.unref();
   }
 }

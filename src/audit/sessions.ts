@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync } from "node:fs";
 import { basename } from "node:path";
 
-import { PUBLIC_FILE_MODE, writeFileAtomic } from "../authority/atomic-file.js";
+import { PUBLIC_FILE_MODE, writeFileAtomic } from "../storage/index.js";
 import { readStateJson } from "../authority/home.js";
 import { assertValidId, type Home } from "../authority/index.js";
 import { isErrnoException, VallignusError } from "../errors.js";

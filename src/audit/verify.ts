@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, openSync } from "node:fs";
 
-import { withFileLock } from "../authority/file-lock.js";
+import { withFileLock } from "../storage/index.js";
 import type { Home } from "../authority/index.js";
 import { isErrnoException } from "../errors.js";
 import { auditLockPath, auditLogPath } from "./audit-log.js";

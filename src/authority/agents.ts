@@ -2,8 +2,12 @@ import { readdirSync } from "node:fs";
 
 import { VallignusError } from "../errors.js";
 import { isValidId } from "../policy/index.js";
-import { createFileExclusive, PUBLIC_FILE_MODE, writeFileAtomic } from "./atomic-file.js";
-import { withFileLock } from "./file-lock.js";
+import {
+  createFileExclusive,
+  PUBLIC_FILE_MODE,
+  withFileLock,
+  writeFileAtomic,
+} from "../storage/index.js";
 import { type Home, readStateJson } from "./home.js";
 
 export interface Agent {

@@ -8,36 +8,32 @@ import {
   type TokenClaims,
   type TokenInspection,
 } from "../tokens/index.js";
-import { findAgent, getAgent } from "./agents.js";
+import { fileAuthorityStore, type AuthorityStore } from "./authority-store.js";
 import { hasLocalCa, createLocalCa, loadLocalCa } from "./local-ca.js";
 import { type Home } from "./home.js";
-import {
-  activeKid,
-  activeSigningKey,
-  findSigningKey,
-  listSigningKeys,
-  rotateSigningKey,
-} from "./keys.js";
-import { findPolicyVersion, getPolicyVersion } from "./policies.js";
-import { findRevocation } from "./revocations.js";
 
 /** The longest a token may live: tokens are meant to be short-lived. */
 export const MAX_TTL_SECONDS = 30 * 86_400;
 
 /** Lookups into this home for token verification. Errors reading state propagate (fail closed). */
 export function authorityView(home: Home): TokenAuthorityView {
+  return authorityViewOf(fileAuthorityStore(home));
+}
+
+/** Lookups into a store for token verification. Errors reading state propagate (fail closed). */
+export function authorityViewOf(store: AuthorityStore): TokenAuthorityView {
   return {
     findKey: (kid) => {
-      const key = findSigningKey(home, kid);
+      const key = store.findSigningKey(kid);
       return key === undefined
         ? undefined
         : { publicKey: key.publicKey, revoked: key.revoked_at !== null };
     },
-    isRevoked: (jti) => findRevocation(home, jti) !== undefined,
-    findAgent: (agentId) => findAgent(home, agentId),
+    isRevoked: (jti) => store.findRevocation(jti) !== undefined,
+    findAgent: (agentId) => store.findAgent(agentId),
     findPolicyHash: (policyId, version) => {
       try {
-        const found = findPolicyVersion(home, policyId, version);
+        const found = store.findPolicyVersion(policyId, version);
         return found === undefined ? undefined : { sha256: found.sha256 };
       } catch (err) {
         if (
@@ -61,16 +57,17 @@ export interface InitResult {
 /** `auth init`: idempotent; `force` replaces the signing key (old ones revoked) and the CA. */
 export async function initHome(home: Home, now: Date, force: boolean): Promise<InitResult> {
   const created: string[] = [];
+  const store = fileAuthorityStore(home);
   const wasInitialized = home.isInitialized();
   home.ensureLayout();
   if (wasInitialized) {
     // Refuse (before changing anything) a home whose secrets others can read.
-    activeKid(home);
-    listSigningKeys(home);
+    store.activeKid();
+    store.listSigningKeys();
     if (hasLocalCa(home)) loadLocalCa(home);
   }
   if (!wasInitialized || force) {
-    const { kid } = rotateSigningKey(home, now, force);
+    const { kid } = store.rotateSigningKey(now, force);
     created.push(`signing key ${kid}`);
   }
   if (!hasLocalCa(home) || force) {
@@ -81,7 +78,7 @@ export async function initHome(home: Home, now: Date, force: boolean): Promise<I
 }
 
 /** Signs a token for an enabled agent and an existing policy version. */
-export async function issueToken(
+export function issueToken(
   home: Home,
   agentId: string,
   policyId: string,
@@ -89,15 +86,27 @@ export async function issueToken(
   ttlSeconds: number,
   now: Date,
 ): Promise<{ token: string; claims: TokenClaims }> {
-  const agent = getAgent(home, agentId);
+  return issueTokenFrom(fileAuthorityStore(home), agentId, policyId, version, ttlSeconds, now);
+}
+
+/** `issueToken` over any authority store. */
+export async function issueTokenFrom(
+  store: AuthorityStore,
+  agentId: string,
+  policyId: string,
+  version: number | undefined,
+  ttlSeconds: number,
+  now: Date,
+): Promise<{ token: string; claims: TokenClaims }> {
+  const agent = store.getAgent(agentId);
   if (agent.disabled) {
     throw new VallignusError("ERR_AGENT_DISABLED", `agent ${JSON.stringify(agentId)} is disabled`);
   }
-  const policy = getPolicyVersion(home, policyId, version);
+  const policy = store.getPolicyVersion(policyId, version);
   if (ttlSeconds > MAX_TTL_SECONDS) {
     throw new VallignusError("ERR_TOKEN_TTL", `--ttl may be at most 30d`);
   }
-  const key = activeSigningKey(home);
+  const key = store.activeSigningKey();
   if (key.privateKey === undefined || key.revoked_at !== null) {
     throw new VallignusError("ERR_HOME_CORRUPT", "the active signing key cannot sign");
   }

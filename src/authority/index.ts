@@ -14,8 +14,14 @@ export { activeKid, listSigningKeys, rotateSigningKey } from "./keys.js";
 export { findRevocation, listRevocations, revokeJti } from "./revocations.js";
 export { caPaths, leafCertificateFor, loadLocalCa } from "./local-ca.js";
 export type { LeafCertificate, LocalCa } from "./local-ca.js";
+export { fileAuthorityStore } from "./authority-store.js";
+export type { AuthorityStore } from "./authority-store.js";
+export type { Revocation } from "./revocations.js";
+export type { SigningKey } from "./keys.js";
 export {
   authorityView,
+  authorityViewOf,
+  issueTokenFrom,
   initHome,
   inspectTokenInHome,
   issueToken,

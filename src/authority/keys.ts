@@ -9,8 +9,12 @@ import { readdirSync } from "node:fs";
 
 import { VallignusError } from "../errors.js";
 import { isValidId } from "../policy/index.js";
-import { SECRET_FILE_MODE, writeFileAtomic, createFileExclusive } from "./atomic-file.js";
-import { withFileLock } from "./file-lock.js";
+import {
+  createFileExclusive,
+  SECRET_FILE_MODE,
+  withFileLock,
+  writeFileAtomic,
+} from "../storage/index.js";
 import { assertNotReadableByOthers, type Home, parseStateJson, readTextIfExists } from "./home.js";
 
 /** One Ed25519 signing key, `keys/<kid>.json` (mode 0600). */

@@ -3,7 +3,7 @@ import { mkdirSync } from "node:fs";
 import { hostname } from "node:os";
 
 import { VallignusError } from "../errors.js";
-import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, writeFileAtomic } from "./atomic-file.js";
+import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, writeFileAtomic } from "../storage/index.js";
 import { assertNotReadableByOthers, type Home, readTextIfExists } from "./home.js";
 
 const SIGNING = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;

@@ -9,9 +9,8 @@ import {
   type PolicyVersion,
 } from "../policy/index.js";
 import { assertValidId } from "./agents.js";
-import { createFileExclusive, PUBLIC_FILE_MODE } from "./atomic-file.js";
+import { createFileExclusive, PUBLIC_FILE_MODE, withFileLock } from "../storage/index.js";
 import { policyContentHash } from "./canonical-json.js";
-import { withFileLock } from "./file-lock.js";
 import { DIR_MODE, type Home, parseStateJson, readTextIfExists } from "./home.js";
 
 /** What `update-policy` may change. Absent fields keep the previous version's value. */

@@ -2,7 +2,7 @@ import { readdirSync } from "node:fs";
 
 import { VallignusError } from "../errors.js";
 import { isValidId } from "../policy/index.js";
-import { createFileExclusive, PUBLIC_FILE_MODE } from "./atomic-file.js";
+import { createFileExclusive, PUBLIC_FILE_MODE } from "../storage/index.js";
 import { type Home, readStateJson } from "./home.js";
 
 export interface Revocation {

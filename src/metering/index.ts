@@ -12,5 +12,19 @@ export {
   inputTokenBound,
   reservationNanoUsd,
 } from "./reservation.js";
-export { listLedgers, openLedger, readLedgerSummary, recoverDeadReservations } from "./ledger.js";
-export type { Ledger, LedgerState, LedgerSummary, ReserveResult, SettleMeta } from "./ledger.js";
+export {
+  fileLedgerStore,
+  listLedgers,
+  openLedger,
+  readLedgerSummary,
+  recoverDeadReservations,
+} from "./ledger.js";
+export type {
+  Ledger,
+  LedgerState,
+  LedgerStore,
+  LedgerSummary,
+  OpenLedgerOptions,
+  ReserveResult,
+  SettleMeta,
+} from "./ledger.js";

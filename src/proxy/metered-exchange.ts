@@ -127,7 +127,7 @@ export function createMeteredHandler(
   // The ledger refuses a malformed amount by throwing; that is a failed settlement like any other.
   const settleSafely = (id: string, cost: number, meta: SettleMeta): Promise<LedgerState> => {
     try {
-      return ledger.settleSoon(id, cost, meta);
+      return ledger.settleBatched(id, cost, meta);
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
@@ -276,7 +276,7 @@ export function createMeteredHandler(
       try {
         // Group commit: reservations (and settlements) asked for in one turn of the event loop
         // share one lock, one write and one fdatasync.
-        reserved = await ledger.reserveSoon(amount, { provider, model });
+        reserved = await ledger.reserveBatched(amount, { provider, model });
       } catch (err) {
         refuse("malformed_request", {
           model,
@@ -457,7 +457,7 @@ export function createMeteredHandler(
           try {
             // A failure leaves the reservation open, to be charged in full later: fail closed.
             ledger
-              .settleSoon(reservation.id, 0, { reason: "upstream certificate not trusted" })
+              .settleBatched(reservation.id, 0, { reason: "upstream certificate not trusted" })
               .catch(() => undefined);
           } catch {
             // As above.

@@ -273,7 +273,7 @@ export async function runSupervised(
             : reason === "budget_exceeded"
               ? "budget_exhausted"
               : "limit_reached";
-    audit.append({ event, ...identity, reason });
+    audit.enqueue({ event, ...identity, reason }, true);
     proxy.dropConnections();
     killGroup("SIGTERM");
     const kill = setTimeout(() => killGroup("SIGKILL"), STOP_GRACE_MS);

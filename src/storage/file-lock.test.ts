@@ -170,3 +170,31 @@ test("dead holders' locks are removed by one waiter at a time: no two holders at
   );
   assert.deepEqual(await Promise.all(runs), ["0", "0", "0", "0", "0", "0"]);
 });
+
+test("runWhenFree: a free lock runs fn at once; a held one returns a promise, run once it is free", async () => {
+  const dir = freshDir();
+  const path = join(dir, ".lock");
+  const lock = new LinkedFileLock(path);
+  assert.equal(
+    lock.runWhenFree(() => 1),
+    1,
+    "no promise, no await, when the lock is free",
+  );
+  // A lock file naming a live process (this one) is held; one naming a dead pid is not.
+  writeFileSync(path, `${String(process.pid)} other\n`);
+  let ran = false;
+  const pending = lock.runWhenFree(() => (ran = true));
+  assert.ok(pending instanceof Promise);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(ran, false, "fn waits while the lock is held");
+  rmSync(path);
+  assert.equal(await pending, true);
+  writeFileSync(path, `${String(DEAD_PID)} gone\n`);
+  assert.equal(
+    lock.runWhenFree(() => 2),
+    2,
+    "a dead holder's lock is taken over at once",
+  );
+  lock.close();
+  assert.deepEqual(readdirSync(dir), []);
+});

@@ -10,41 +10,31 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 
 import { VallignusError, isErrnoException } from "../errors.js";
-import { readProcStat } from "./proc-stat.js";
+import { isPidInUse, isProcessAlive, OWN_PROCESS } from "./process-identity.js";
 
 const RETRY_MS = 5;
 let holdings = 0;
 const TIMEOUT_MS = 15_000;
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
+/** Only for a short CLI command, which serves nobody while it waits; never in a run. */
 function sleepSync(ms: number): void {
   Atomics.wait(sleeper, 0, 0, ms);
 }
 
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return !(isErrnoException(err) && err.code === "ESRCH");
-  }
-}
-
 /** This process's start time, written into every lock it takes ("" off Linux). */
-const ownStart = readProcStat(process.pid)?.start ?? "";
+const ownStart = OWN_PROCESS.start ?? "";
 
-/**
- * Whether the process that wrote a lock can still hold it. A lock records `pid … start`: a pid
- * now worn by a process that started at another time (pid reuse), or a zombie, holds nothing.
- */
+/** Whether the process that wrote a lock (`pid … start`) can still hold it. */
 function isHolderAlive(holder: { pid: number; start: string }): boolean {
-  if (!isProcessAlive(holder.pid)) return false;
-  if (holder.start === "") return true;
-  const proc = readProcStat(holder.pid);
-  if (proc === null) return true;
-  return proc.state !== "Z" && proc.state !== "X" && proc.start === holder.start;
+  return isProcessAlive({
+    pid: holder.pid,
+    start: holder.start === "" ? null : holder.start,
+    bootId: null,
+  });
 }
 
 function readLockOwner(path: string): { text: string; pid: number; start: string } | undefined {
@@ -60,22 +50,47 @@ function readLockOwner(path: string): { text: string; pid: number; start: string
   }
 }
 
+/** One try at the lock: taken, held by a live process, or freed from a dead one (try again). */
+type Attempt = "taken" | "held" | "again" | "contended";
+
+function attempt(path: string, take: () => boolean): Attempt {
+  if (take()) return "taken";
+  const holder = readLockOwner(path);
+  if (holder !== undefined && holder.pid !== 0 && !isHolderAlive(holder)) {
+    // Another waiter may be removing the same dead lock: "contended" waits a moment first.
+    return removeDeadLock(path, holder.text) ? "again" : "contended";
+  }
+  return "held";
+}
+
+const timedOut = (path: string) =>
+  new VallignusError("ERR_LOCK_TIMEOUT", `timed out waiting for lock ${path}`);
+const retryDelay = () => RETRY_MS + Math.floor(Math.random() * RETRY_MS);
+
 /**
- * Waits until `take()` gets the lock at `path`. A lock whose holder's pid is dead is removed;
- * after TIMEOUT_MS of a live holder, ERR_LOCK_TIMEOUT.
+ * Waits until `take()` gets the lock at `path`, sleeping the thread in between. A lock whose
+ * holder is dead is removed; after TIMEOUT_MS of a live holder, ERR_LOCK_TIMEOUT.
  */
-function acquire(path: string, take: () => boolean): void {
+function acquireSync(path: string, take: () => boolean): void {
   const deadline = Date.now() + TIMEOUT_MS;
-  while (!take()) {
-    const holder = readLockOwner(path);
-    if (holder !== undefined && holder.pid !== 0 && !isHolderAlive(holder)) {
-      if (!removeDeadLock(path, holder.text)) sleepSync(1);
+  for (let a = attempt(path, take); a !== "taken"; a = attempt(path, take)) {
+    if (a === "again") continue;
+    if (a === "contended") {
+      sleepSync(1);
       continue;
     }
-    if (Date.now() > deadline) {
-      throw new VallignusError("ERR_LOCK_TIMEOUT", `timed out waiting for lock ${path}`);
-    }
-    sleepSync(RETRY_MS + Math.floor(Math.random() * RETRY_MS));
+    if (Date.now() > deadline) throw timedOut(path);
+    sleepSync(retryDelay());
+  }
+}
+
+/** `acquireSync`, waiting on timers instead: the event loop goes on serving meanwhile. */
+async function acquireAsync(path: string, take: () => boolean): Promise<void> {
+  const deadline = Date.now() + TIMEOUT_MS;
+  for (let a = attempt(path, take); a !== "taken"; a = attempt(path, take)) {
+    if (a === "again") continue;
+    if (a === "held" && Date.now() > deadline) throw timedOut(path);
+    await delay(a === "contended" ? 1 : retryDelay());
   }
 }
 
@@ -123,22 +138,28 @@ function runAndRelease<T>(path: string, fn: () => T): T {
   try {
     return fn();
   } finally {
-    // Ours to remove without reading it back: a lock is only ever taken over from a dead pid.
-    unlinkSync(path);
+    releaseLock(path);
   }
+}
+
+/** Ours to remove without reading it back: a lock is only ever taken over from a dead pid. */
+function releaseLock(path: string): void {
+  unlinkSync(path);
 }
 
 const isExists = (err: unknown) => isErrnoException(err) && err.code === "EEXIST";
 
 /**
- * Runs `fn` while holding an exclusive cross-process lock file (O_EXCL create).
+ * Runs `fn` while holding an exclusive cross-process lock file (O_EXCL create), waiting for it
+ * with the thread asleep: for short CLI commands and one-off writes of the authority state, never
+ * on a path that serves traffic (see `LinkedFileLock.runWhenFree`).
  * Written by hand rather than with proper-lockfile because our holders are short-lived and
  * synchronous: a lock left by a crashed process is recognised by its dead pid, not by a timer.
  */
 export function withFileLock<T>(path: string, fn: () => T): T {
   // Unique per holding, so a stealer re-reading the file can tell a new holder from the old one.
   const owner = `${process.pid} ${String(++holdings)}-${String(Date.now())} ${ownStart}\n`;
-  acquire(path, () => {
+  acquireSync(path, () => {
     let fd: number;
     try {
       fd = openSync(path, "wx", 0o600);
@@ -167,6 +188,7 @@ const OWNER_PREFIX = ".owner-";
 export class LinkedFileLock {
   private readonly stampPath: string;
   private readonly stampText: string;
+  private readonly take = (): boolean => this.link();
 
   constructor(private readonly path: string) {
     const dir = dirname(path);
@@ -177,22 +199,23 @@ export class LinkedFileLock {
     this.writeStamp();
   }
 
+  /** Runs `fn` under the lock, the thread asleep while another process holds it (CLI only). */
   run<T>(fn: () => T): T {
-    acquire(this.path, () => {
-      try {
-        linkSync(this.stampPath, this.path);
-        return true;
-      } catch (err) {
-        if (isExists(err)) return false;
-        // Our stamp was removed under us: make it again; the next try links it.
-        if (isErrnoException(err) && err.code === "ENOENT") {
-          this.writeStamp();
-          return false;
-        }
-        throw err;
-      }
-    });
+    acquireSync(this.path, this.take);
     return runAndRelease(this.path, fn);
+  }
+
+  /**
+   * Runs `fn` under the lock without ever blocking the event loop: at once (and its value
+   * returned as is) when the lock is free, which costs no await; otherwise a promise of its
+   * value, `fn` running once a timer-paced wait got the lock.
+   */
+  runWhenFree<T>(fn: () => T): T | Promise<T> {
+    let first = attempt(this.path, this.take);
+    // A dead holder's lock just removed: trying again costs no wait.
+    while (first === "again") first = attempt(this.path, this.take);
+    if (first === "taken") return runAndRelease(this.path, fn);
+    return acquireAsync(this.path, this.take).then(() => runAndRelease(this.path, fn));
   }
 
   /** Removes the stamp; the lock itself is never held between calls of `run`. */
@@ -201,6 +224,21 @@ export class LinkedFileLock {
       unlinkSync(this.stampPath);
     } catch {
       // Already gone.
+    }
+  }
+
+  private link(): boolean {
+    try {
+      linkSync(this.stampPath, this.path);
+      return true;
+    } catch (err) {
+      if (isExists(err)) return false;
+      // Our stamp was removed under us: make it again; the next try links it.
+      if (isErrnoException(err) && err.code === "ENOENT") {
+        this.writeStamp();
+        return false;
+      }
+      throw err;
     }
   }
 
@@ -220,12 +258,6 @@ function removeDeadStamps(dir: string): void {
   for (const name of names) {
     if (!name.startsWith(OWNER_PREFIX)) continue;
     const pid = Number.parseInt(name.slice(OWNER_PREFIX.length), 10);
-    if (Number.isSafeInteger(pid) && pid > 0 && !isProcessAlive(pid)) {
-      try {
-        unlinkSync(join(dir, name));
-      } catch {
-        // Another process removed it first.
-      }
-    }
+    if (Number.isSafeInteger(pid) && pid > 0 && !isPidInUse(pid)) tryUnlink(join(dir, name));
   }
 }
