@@ -1,18 +1,23 @@
 import type { SecureContext } from "node:tls";
 
-import { decisionRecord, redactPath, type RunIdentity } from "../audit/index.js";
+import {
+  decisionRecord,
+  redactPath,
+  type DecisionFields,
+  type RunIdentity,
+} from "../audit/index.js";
 import {
   decideAddresses,
   decideTarget,
   type CompiledPolicy,
   type DenyReason,
 } from "../policy/index.js";
-import { isPrivateAddress, type HostKind } from "./address.js";
+import { hostText, isPrivateAddress } from "./address.js";
 import { denyBody } from "./deny-body.js";
 import type { AuditSink } from "./ports.js";
 import { RequestCounter } from "./request-slots.js";
 import { resolveTarget, type ResolveOverride } from "./resolve.js";
-import type { Gatekeeper, Judgement, Outcome, RequestFacts } from "./server.js";
+import type { Gatekeeper, Judgement, Outcome, RequestFacts } from "./judgement.js";
 
 export interface GatekeeperOptions {
   readonly identity: RunIdentity;
@@ -36,12 +41,42 @@ export interface GatekeeperOptions {
   readonly resolve?: typeof resolveTarget;
 }
 
-export function targetHost(host: HostKind): string {
-  if (host.kind === "ip") return host.family === 6 ? `[${host.address}]` : host.address;
-  return host.kind === "name" ? host.name : "";
+const denied = (reason: DenyReason): Judgement => ({ allow: false, reason });
+
+/** The address to dial, or why none may be: every resolved address is checked, once. */
+async function dialAddress(
+  options: GatekeeperOptions,
+  resolve: typeof resolveTarget,
+  facts: RequestFacts,
+): Promise<{ address: string } | DenyReason> {
+  const resolved = await resolve(facts.host, facts.port, options.overrides);
+  const addresses = resolved.map((r) => ({ ...r, isPrivate: isPrivateAddress(r.address) }));
+  const verdict = decideAddresses(options.policy, addresses);
+  if (verdict.decision === "deny") return verdict.reason;
+  const first = addresses[0];
+  const selfConnect = addresses.some(
+    (a) => (a.address === "127.0.0.1" || a.address === "::1") && facts.port === options.proxyPort(),
+  );
+  if (first === undefined || selfConnect) return "private_address";
+  // A stop may have begun while we resolved.
+  return options.stopReason() ?? { address: first.address };
 }
 
-const denied = (reason: DenyReason): Judgement => ({ allow: false, reason });
+/** The audit line of a finished request. */
+function recordOf(identity: RunIdentity, outcome: Outcome): DecisionFields {
+  const { facts, judgement } = outcome;
+  const line =
+    facts === undefined
+      ? { method: outcome.method, scheme: null, host: null, port: null, path: null }
+      : {
+          method: outcome.method,
+          scheme: facts.scheme,
+          host: hostText(facts.host),
+          port: facts.port,
+          path: redactPath(facts.path),
+        };
+  return decisionRecord(identity, line, judgement.allow ? undefined : judgement.reason, outcome);
+}
 
 /**
  * Judges each request for the proxy: the run's state, the policy's host rules, the request
@@ -54,27 +89,11 @@ export function createGatekeeper(
   const requests = new RequestCounter(policy, options.maxRequests, options.onRequestLimit);
   const resolve = options.resolve ?? resolveTarget;
 
-  /** The address to dial, or why none may be: every resolved address is checked, once. */
-  async function dialAddress(facts: RequestFacts): Promise<{ address: string } | DenyReason> {
-    const resolved = await resolve(facts.host, facts.port, options.overrides);
-    const addresses = resolved.map((r) => ({ ...r, isPrivate: isPrivateAddress(r.address) }));
-    const verdict = decideAddresses(policy, addresses);
-    if (verdict.decision === "deny") return verdict.reason;
-    const first = addresses[0];
-    const selfConnect = addresses.some(
-      (a) =>
-        (a.address === "127.0.0.1" || a.address === "::1") && facts.port === options.proxyPort(),
-    );
-    if (first === undefined || selfConnect) return "private_address";
-    // A stop may have begun while we resolved.
-    return options.stopReason() ?? { address: first.address };
-  }
-
   async function judge(facts: RequestFacts): Promise<Judgement> {
     const stop = options.stopReason();
     if (stop !== undefined) return denied(stop);
     if (facts.host.kind === "invalid") return denied("malformed_request");
-    const host = targetHost(facts.host);
+    const host = hostText(facts.host);
     const target = decideTarget(policy, {
       host,
       isIpLiteral: facts.host.kind === "ip",
@@ -90,7 +109,7 @@ export function createGatekeeper(
     if (typeof slot === "string") return denied(slot);
     let dial;
     try {
-      dial = await dialAddress(facts);
+      dial = await dialAddress(options, resolve, facts);
     } catch (err) {
       slot.release();
       throw err;
@@ -104,27 +123,10 @@ export function createGatekeeper(
     return { allow: true, address: dial.address, intercept: await intercept };
   }
 
-  function record(outcome: Outcome): void {
-    const { facts, judgement } = outcome;
-    const line =
-      facts === undefined
-        ? { method: outcome.method, scheme: null, host: null, port: null, path: null }
-        : {
-            method: outcome.method,
-            scheme: facts.scheme,
-            host: targetHost(facts.host),
-            port: facts.port,
-            path: redactPath(facts.path),
-          };
-    options.audit.append(
-      decisionRecord(identity, line, judgement.allow ? undefined : judgement.reason, outcome),
-    );
-  }
-
   return {
     judge,
     denyBody: (reason) => denyBody(identity, reason),
-    record,
+    record: (outcome) => options.audit.append(recordOf(identity, outcome)),
     allowedCount: () => requests.taken,
     takeRequestSlot: () => {
       const slot = requests.take();

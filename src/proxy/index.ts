@@ -1,5 +1,6 @@
 export { startProxy } from "./server.js";
-export type { Gatekeeper, Judgement, Outcome, ProxyServer, RequestFacts } from "./server.js";
+export type { ProxyServer } from "./server.js";
+export type { Gatekeeper, Judgement, Outcome, RequestFacts } from "./judgement.js";
 export { createGatekeeper } from "./gatekeeper.js";
 export type { AuditSink, PriceLookup, SpendLedger } from "./ports.js";
 export type { ResolveOverride } from "./resolve.js";

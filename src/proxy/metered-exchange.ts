@@ -10,7 +10,7 @@ import { DENY_HEADERS } from "./deny-response.js";
 import type { InnerHandler, TunnelContext } from "./intercept.js";
 import { admit, type AdmitPorts, type AdmittedCall, type Refusal } from "./metered-admit.js";
 import { forward } from "./metered-forward.js";
-import { cancelReservation, settle, type SettlePorts } from "./metered-settle.js";
+import { cancelReservation, settle } from "./metered-settle.js";
 import type { AuditSink, PriceLookup, SpendLedger } from "./ports.js";
 import { tablePrices } from "./price-lookup.js";
 import { settledWithin } from "./settled-within.js";
@@ -61,6 +61,112 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefin
 
 const elapsedSince = (started: number) => Math.round(performance.now() - started);
 
+/** The contract's 403, in the provider's error shape, and its audit line. */
+function refuse(
+  options: MeterOptions,
+  res: ServerResponse,
+  line: RequestLine,
+  refusal: Refusal,
+  started: number,
+): void {
+  const body = denyBody(options.identity, refusal.reason, errorShape(refusal.provider));
+  res.writeHead(403, { ...DENY_HEADERS, "content-length": Buffer.byteLength(body) });
+  res.end(body);
+  const end = {
+    status: 403,
+    bytesIn: 0,
+    bytesOut: 0,
+    durationMs: elapsedSince(started),
+    error: refusal.error,
+  };
+  const metered = {
+    ...(refusal.provider === undefined ? {} : { provider: refusal.provider }),
+    ...refusal.metered,
+  };
+  options.audit.append(decisionRecord(options.identity, line, refusal.reason, end, metered));
+}
+
+/** One request inside a metered tunnel, and where it stands. */
+interface Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly tunnel: TunnelContext;
+  readonly line: RequestLine;
+  readonly started: number;
+}
+
+/** The metered handler's parts: its options, the steps' ports, the upstream TLS agent. */
+class Meter {
+  readonly admitPorts: AdmitPorts;
+  /** Calls admitted and not yet settled with their audit line queued. */
+  readonly calls = new Set<Promise<void>>();
+  private agentMade: HttpsAgent | undefined;
+
+  constructor(readonly options: MeterOptions) {
+    const prices = options.prices ?? tablePrices(options.policy.rules.prices);
+    this.admitPorts = { ...options, prices };
+  }
+
+  /**
+   * One secure context for the trusted roots, made once, on the first metered call (a run that
+   * makes none keeps the ~140 parsed roots out of memory): passing `ca` per request instead
+   * would make Node build the pool key from ~200 KB of PEM, and reparse it, on every request.
+   */
+  agent(): HttpsAgent {
+    return (this.agentMade ??= new HttpsAgent({
+      keepAlive: true,
+      maxSockets: 64,
+      secureContext: createSecureContext({ ca: [...this.options.upstreamRoots] }),
+    }));
+  }
+
+  closeAgent(): void {
+    this.agentMade?.destroy();
+  }
+
+  /** admit → forward → settle. */
+  async serve(x: Exchange): Promise<void> {
+    const { req } = x;
+    const admission = await admit(this.admitPorts, {
+      method: x.line.method,
+      path: req.url ?? "/",
+      host: req.headers.host,
+      tunnel: x.tunnel,
+      readBody: (limit) => readBody(req, limit),
+    });
+    if (!admission.admitted) {
+      req.resume();
+      refuse(this.options, x.res, x.line, admission.refusal, x.started);
+      if (admission.refusal.budgetExhausted === true) this.options.onBudgetExhausted();
+      return;
+    }
+    const call = this.forwardAndSettle(admission.call, x);
+    this.calls.add(call);
+    await call.finally(() => this.calls.delete(call));
+  }
+
+  private async forwardAndSettle(call: AdmittedCall, x: Exchange): Promise<void> {
+    const forwarded = await forward(call, x.req, x.res, x.tunnel, this.agent());
+    if (forwarded.untrusted) {
+      if (call.billing !== undefined) {
+        cancelReservation(this.options.ledger, call.billing, "upstream certificate not trusted");
+      }
+      const model = call.request.model;
+      const refusal: Refusal = {
+        reason: "malformed_request",
+        provider: call.provider,
+        error: forwarded.error,
+        metered: model === undefined ? {} : { model },
+      };
+      refuse(this.options, x.res, x.line, refusal, x.started);
+      return;
+    }
+    const durationMs = elapsedSince(x.started);
+    const end = { ...forwarded, bytesOut: call.forwardBody.length, durationMs };
+    await settle(this.options, x.line, call, end);
+  }
+}
+
 /**
  * Serves the requests inside an intercepted tunnel to an LLM API, each in three steps: admit
  * (host, body, model, price, reservation), forward (verified TLS to the checked address, usage
@@ -70,112 +176,27 @@ const elapsedSince = (started: number) => Math.round(performance.now() - started
 export function createMeteredHandler(
   options: MeterOptions,
 ): InnerHandler & { finished(timeoutMs: number): Promise<void> } {
-  const { identity, ledger } = options;
-  const prices = options.prices ?? tablePrices(options.policy.rules.prices);
-  const admitPorts: AdmitPorts = { ...options, prices };
-  const settlePorts: SettlePorts = options;
-  // One secure context for the trusted roots, made once, on the first metered call (a run that
-  // makes none keeps the ~140 parsed roots out of memory): passing `ca` per request instead would
-  // make Node build the pool key from ~200 KB of PEM, and reparse it, on every request.
-  let agentMade: HttpsAgent | undefined;
-  const upstreamAgent = () =>
-    (agentMade ??= new HttpsAgent({
-      keepAlive: true,
-      maxSockets: 64,
-      secureContext: createSecureContext({ ca: [...options.upstreamRoots] }),
-    }));
-  /** Calls admitted and not yet settled with their audit line queued. */
-  const calls = new Set<Promise<void>>();
-
-  const refuse = (res: ServerResponse, line: RequestLine, refusal: Refusal, started: number) => {
-    const body = denyBody(identity, refusal.reason, errorShape(refusal.provider));
-    res.writeHead(403, { ...DENY_HEADERS, "content-length": Buffer.byteLength(body) });
-    res.end(body);
-    const end = {
-      status: 403,
-      bytesIn: 0,
-      bytesOut: 0,
-      durationMs: elapsedSince(started),
-      error: refusal.error,
-    };
-    const metered = {
-      ...(refusal.provider === undefined ? {} : { provider: refusal.provider }),
-      ...refusal.metered,
-    };
-    options.audit.append(decisionRecord(identity, line, refusal.reason, end, metered));
-  };
-
-  async function forwardAndSettle(
-    call: AdmittedCall,
-    req: IncomingMessage,
-    res: ServerResponse,
-    tunnel: TunnelContext,
-    line: RequestLine,
-    started: number,
-  ): Promise<void> {
-    const forwarded = await forward(call, req, res, tunnel, upstreamAgent());
-    if (forwarded.untrusted) {
-      if (call.billing !== undefined) {
-        cancelReservation(ledger, call.billing, "upstream certificate not trusted");
-      }
-      const metered = call.request.model === undefined ? {} : { model: call.request.model };
-      refuse(
-        res,
-        line,
-        { reason: "malformed_request", provider: call.provider, error: forwarded.error, metered },
-        started,
-      );
-      return;
-    }
-    const end = {
-      ...forwarded,
-      bytesOut: call.forwardBody.length,
-      durationMs: elapsedSince(started),
-    };
-    await settle(settlePorts, line, call, end);
-  }
-
-  async function serve(req: IncomingMessage, res: ServerResponse, tunnel: TunnelContext) {
+  const meter = new Meter(options);
+  const handler = (req: IncomingMessage, res: ServerResponse, tunnel: TunnelContext) => {
     const started = performance.now();
-    const path = req.url ?? "/";
-    const method = req.method ?? "";
     const line = {
-      method,
+      method: req.method ?? "",
       scheme: "https",
       host: tunnel.host,
       port: tunnel.port,
-      path: redactPath(path),
+      path: redactPath(req.url ?? "/"),
     } as const;
-    const admission = await admit(admitPorts, {
-      method,
-      path,
-      host: req.headers.host,
-      tunnel,
-      readBody: (limit) => readBody(req, limit),
-    });
-    if (!admission.admitted) {
-      req.resume();
-      refuse(res, line, admission.refusal, started);
-      if (admission.refusal.budgetExhausted === true) options.onBudgetExhausted();
-      return;
-    }
-    const call = forwardAndSettle(admission.call, req, res, tunnel, line, started);
-    calls.add(call);
-    await call.finally(() => calls.delete(call));
-  }
-
-  const handler = (req: IncomingMessage, res: ServerResponse, tunnel: TunnelContext) => {
-    void serve(req, res, tunnel);
+    void meter.serve({ req, res, tunnel, line, started });
   };
   /**
    * Waits (up to `timeoutMs`) until every call in flight is settled and its audit line queued:
    * the supervisor calls it after closing the proxy, before draining the ledger and run_end.
    */
   const finished = async (timeoutMs: number): Promise<void> => {
-    await settledWithin(calls, timeoutMs);
-    agentMade?.destroy();
-    await ledger.drain();
-    await settledWithin(calls, timeoutMs);
+    await settledWithin(meter.calls, timeoutMs);
+    meter.closeAgent();
+    await options.ledger.drain();
+    await settledWithin(meter.calls, timeoutMs);
   };
   return Object.assign(handler, { finished });
 }

@@ -1,6 +1,6 @@
 import type { Agent as HttpsAgent } from "node:https";
 import { request as httpsRequest } from "node:https";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ClientRequest, IncomingMessage, ServerResponse } from "node:http";
 
 import { createUsageReader, type Usage, type UsageReader } from "../metering/index.js";
 import { dropHeaders, forwardHeaders } from "./headers.js";
@@ -47,6 +47,96 @@ function upstreamHeaders(
   return headers;
 }
 
+/** One call upstream, from the request's first byte to its end, which it resolves once. */
+class UpstreamCall {
+  /** The TLS handshake with the provider completed: the request may have reached it. */
+  sent = false;
+  private ended = false;
+  private bytesIn = 0;
+  private status = 502;
+  private reader: UsageReader | undefined;
+
+  constructor(
+    private readonly call: AdmittedCall,
+    private readonly res: ServerResponse,
+    private readonly tunnel: TunnelContext,
+    private readonly resolve: (forwarded: Forwarded) => void,
+  ) {}
+
+  end(usage: Usage | undefined, complete: boolean, error?: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    const { sent, status, bytesIn } = this;
+    this.resolve({
+      untrusted: false,
+      sent,
+      usage,
+      complete,
+      status,
+      bytesIn,
+      ...(error === undefined ? {} : { error }),
+    });
+  }
+
+  /** The client left (or the run dropped its connection) before the answer was complete. */
+  clientClosed(upstream: ClientRequest): void {
+    if (this.res.writableFinished) return;
+    upstream.destroy();
+    this.end(this.reader?.usage(), false, "client closed before the end");
+  }
+
+  /** Streams the answer to the client through the usage reader. */
+  response(up: IncomingMessage): void {
+    const { res, call } = this;
+    this.status = up.statusCode ?? 502;
+    const reader = createUsageReader(call.request, call.usageInjected, up.headers["content-type"]);
+    this.reader = reader;
+    // Dropping the injected usage event changes the length: let the body be chunked.
+    const out = dropHeaders(
+      forwardHeaders(up.rawHeaders, false),
+      call.usageInjected ? ["content-length"] : [],
+    );
+    res.writeHead(this.status, up.statusMessage, out);
+    up.on("data", (chunk: Buffer) => {
+      this.bytesIn += chunk.length;
+      const passOn = reader.push(chunk);
+      if (passOn.length > 0) res.write(passOn);
+    });
+    up.on("end", () => {
+      res.end(reader.end());
+      this.end(reader.usage(), reader.complete());
+    });
+    up.on("error", (err) => {
+      res.destroy();
+      this.end(reader.usage(), false, err.message);
+    });
+  }
+
+  failed(err: NodeJS.ErrnoException): void {
+    const { res } = this;
+    // An upstream we cannot verify is refused, never downgraded; nothing was sent.
+    if (!res.headersSent && isCertificateError(err) && !this.ended) {
+      this.ended = true;
+      this.resolve({ untrusted: true, error: `upstream TLS verification failed: ${err.message}` });
+      return;
+    }
+    if (!res.headersSent && !res.destroyed) answerBadGateway(res, this.tunnel, err);
+    this.status = 502;
+    this.end(undefined, false, err.message);
+  }
+}
+
+/** A client that left while the call was admitted (a run that ended, say) gets nothing sent. */
+const CLIENT_GONE: Forwarded = {
+  untrusted: false,
+  sent: false,
+  usage: undefined,
+  complete: false,
+  status: 0,
+  bytesIn: 0,
+  error: "client closed before the end",
+};
+
 /**
  * The middle step of a metered call: sends it over verified TLS to the address the gatekeeper
  * checked, streams the answer back through the usage reader (which hides an injected usage
@@ -60,37 +150,9 @@ export function forward(
   tunnel: TunnelContext,
   agent: HttpsAgent,
 ): Promise<Forwarded> {
-  // A client that left while the call was admitted (a run that ended, say) gets nothing sent.
-  if (res.destroyed) {
-    return Promise.resolve({
-      untrusted: false,
-      sent: false,
-      usage: undefined,
-      complete: false,
-      status: 0,
-      bytesIn: 0,
-      error: "client closed before the end",
-    });
-  }
+  if (res.destroyed) return Promise.resolve(CLIENT_GONE);
   return new Promise((resolve) => {
-    let sent = false;
-    let ended = false;
-    let bytesIn = 0;
-    let status = 502;
-    let reader: UsageReader | undefined;
-    const end = (usage: Usage | undefined, complete: boolean, error?: string) => {
-      if (ended) return;
-      ended = true;
-      resolve({
-        untrusted: false,
-        sent,
-        usage,
-        complete,
-        status,
-        bytesIn,
-        ...(error === undefined ? {} : { error }),
-      });
-    };
+    const state = new UpstreamCall(call, res, tunnel, resolve);
     const upstream = httpsRequest({
       host: tunnel.address,
       port: tunnel.port,
@@ -103,53 +165,12 @@ export function forward(
     });
     upstream.on("socket", (socket) => {
       // A kept-alive socket is connected already; only a new one waits for its handshake.
-      if (socket.connecting) socket.once("secureConnect", () => (sent = true));
-      else sent = true;
+      if (socket.connecting) socket.once("secureConnect", () => (state.sent = true));
+      else state.sent = true;
     });
-    res.on("close", () => {
-      if (res.writableFinished) return;
-      upstream.destroy();
-      end(reader?.usage(), false, "client closed before the end");
-    });
-    upstream.on("response", (up: IncomingMessage) => {
-      status = up.statusCode ?? 502;
-      const usageReader = createUsageReader(
-        call.request,
-        call.usageInjected,
-        up.headers["content-type"],
-      );
-      reader = usageReader;
-      // Dropping the injected usage event changes the length: let the body be chunked.
-      const out = dropHeaders(
-        forwardHeaders(up.rawHeaders, false),
-        call.usageInjected ? ["content-length"] : [],
-      );
-      res.writeHead(status, up.statusMessage, out);
-      up.on("data", (chunk: Buffer) => {
-        bytesIn += chunk.length;
-        const passOn = usageReader.push(chunk);
-        if (passOn.length > 0) res.write(passOn);
-      });
-      up.on("end", () => {
-        res.end(usageReader.end());
-        end(usageReader.usage(), usageReader.complete());
-      });
-      up.on("error", (err) => {
-        res.destroy();
-        end(usageReader.usage(), false, err.message);
-      });
-    });
-    upstream.on("error", (err: NodeJS.ErrnoException) => {
-      // An upstream we cannot verify is refused, never downgraded; nothing was sent.
-      if (!res.headersSent && isCertificateError(err) && !ended) {
-        ended = true;
-        resolve({ untrusted: true, error: `upstream TLS verification failed: ${err.message}` });
-        return;
-      }
-      if (!res.headersSent && !res.destroyed) answerBadGateway(res, tunnel, err);
-      status = 502;
-      end(undefined, false, err.message);
-    });
+    res.on("close", () => state.clientClosed(upstream));
+    upstream.on("response", (up: IncomingMessage) => state.response(up));
+    upstream.on("error", (err: NodeJS.ErrnoException) => state.failed(err));
     upstream.end(call.forwardBody);
   });
 }
