@@ -86,6 +86,17 @@ export function parseDomainPattern(
     port = parsePort(portText);
     if (port === undefined) return { ok: false, why: `"${input}": port must be 1-65535` };
   }
+  return (
+    parseIpPattern(input, hostPart, port) ?? parseNamePattern(input, hostPart, port, storedPattern)
+  );
+}
+
+/** An IP literal pattern (IPv6 in brackets, dotted IPv4); undefined when it is not one. */
+function parseIpPattern(
+  input: string,
+  hostPart: string,
+  port: number | undefined,
+): PatternResult | undefined {
   const portSuffix = port === undefined ? "" : `:${port}`;
 
   if (hostPart.startsWith("[")) {
@@ -126,6 +137,17 @@ export function parseDomainPattern(
     };
   }
 
+  return undefined;
+}
+
+/** A host name pattern, `*.` allowed as its whole first label. */
+function parseNamePattern(
+  input: string,
+  hostPart: string,
+  port: number | undefined,
+  storedPattern: boolean,
+): PatternResult {
+  const portSuffix = port === undefined ? "" : `:${port}`;
   // The URL standard reads a name ending in a number (or 0x…) as an IPv4 address: 0x7f.1 is
   // 127.0.0.1 to every client, so as a name it would match nothing and deny nothing.
   const lastLabel = hostPart.replace(/\.$/, "").split(".").at(-1) ?? "";
