@@ -2,22 +2,17 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createSecureContext, type SecureContext } from "node:tls";
 
-import { compilePolicy, type DenyReason, type PolicyRules } from "../policy/index.js";
+import type { DenyReason, PolicyRules } from "../policy/index.js";
+import { policyWith } from "../../test/helpers/policy-rules.js";
 import { MemoryAudit } from "../../test/helpers/metered-fakes.js";
 import type { HostKind } from "./address.js";
 import { createGatekeeper, type GatekeeperOptions } from "./gatekeeper.js";
 import type { RequestFacts } from "./judgement.js";
 import type { ResolvedTarget } from "./resolve.js";
 
-const RULES: PolicyRules = {
-  max_spend_usd: "1",
+const RULES: Partial<PolicyRules> = {
   allowed_domains: ["allowed.test", "api.openai.com", "1.1.1.1"],
   denied_domains: ["blocked.allowed.test"],
-  allowed_models: null,
-  max_requests: null,
-  max_runtime_seconds: null,
-  allow_private_networks: false,
-  prices: {},
 };
 const IDENTITY = {
   session_id: "s1",
@@ -45,7 +40,7 @@ function setup(over: { rules?: Partial<PolicyRules>; maxRequests?: number } = {}
   };
   const options: GatekeeperOptions = {
     identity: IDENTITY,
-    policy: compilePolicy({ ...RULES, ...over.rules }),
+    policy: policyWith({ ...RULES, ...over.rules }),
     overrides: [],
     maxRequests: over.maxRequests,
     audit,

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { compilePolicy, type DenyReason, type PolicyRules } from "../policy/index.js";
+import type { DenyReason, PolicyRules } from "../policy/index.js";
+import { policyWith } from "../../test/helpers/policy-rules.js";
 import { fixedPrices, MemoryLedger, PRICING } from "../../test/helpers/metered-fakes.js";
 import {
   admit,
@@ -10,15 +11,8 @@ import {
   type MeteredRequest,
 } from "./metered-admit.js";
 
-const RULES: PolicyRules = {
-  max_spend_usd: "1",
+const RULES: Partial<PolicyRules> = {
   allowed_domains: ["api.openai.com"],
-  denied_domains: [],
-  allowed_models: null,
-  max_requests: null,
-  max_runtime_seconds: null,
-  allow_private_networks: false,
-  prices: {},
 };
 const TUNNEL = { host: "api.openai.com", port: 443, address: "127.0.0.1" };
 const CHAT = "/v1/chat/completions";
@@ -43,7 +37,7 @@ function setup(
     ports: undefined as unknown as AdmitPorts,
   };
   s.ports = {
-    policy: compilePolicy({ ...RULES, ...over.rules }),
+    policy: policyWith({ ...RULES, ...over.rules }),
     ledger,
     prices: fixedPrices({ "gpt-test": PRICING }, over.contextWindow),
     now: () => new Date("2026-12-01T00:00:00Z"),

@@ -1,24 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { compilePolicy, type PolicyRules } from "../policy/index.js";
+import { policyWith } from "../../test/helpers/policy-rules.js";
 import { RequestCounter } from "./request-slots.js";
-
-const RULES: PolicyRules = {
-  max_spend_usd: "1",
-  allowed_domains: [],
-  denied_domains: [],
-  allowed_models: null,
-  max_requests: null,
-  max_runtime_seconds: null,
-  allow_private_networks: false,
-  prices: {},
-};
 
 function counter(policyLimit: number | null, runLimit: number | undefined) {
   const hits = { count: 0 };
   const c = new RequestCounter(
-    compilePolicy({ ...RULES, max_requests: policyLimit }),
+    policyWith({ max_requests: policyLimit }),
     runLimit,
     () => hits.count++,
   );

@@ -3,7 +3,7 @@ import { chmodSync } from "node:fs";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 
-import type { Gatekeeper } from "./judgement.js";
+import type { Gatekeeper, Judgement, RequestFacts } from "./judgement.js";
 import { createInterception, type InnerHandler } from "./intercept.js";
 import { forwardPlainHttp } from "./plain-http.js";
 import {
@@ -15,7 +15,7 @@ import {
   type ProxyCore,
 } from "./proxy-core.js";
 import { parseConnect, parseHttpRequest } from "./request-parse.js";
-import { RequestRecords } from "./request-records.js";
+import { RequestRecords, type InFlight } from "./request-records.js";
 import { interceptTunnel, openTunnel, openUpgrade } from "./tunnel.js";
 import { UpstreamPools } from "./upstream-pools.js";
 
@@ -73,6 +73,20 @@ async function serveHttp(core: ProxyCore, req: IncomingMessage, res: ServerRespo
   await forwardPlainHttp(core, req, res, parsed.facts, judgement, entry);
 }
 
+/** Judges a request on a raw socket; a denial is answered there and recorded. */
+async function judgeOnSocket(
+  core: ProxyCore,
+  client: Duplex,
+  entry: InFlight,
+  facts: RequestFacts,
+): Promise<Extract<Judgement, { allow: true }> | undefined> {
+  const { judgement, error } = await judgeRequest(core, entry, facts);
+  if (judgement.allow) return judgement;
+  denyOnSocket(core, client, judgement.reason);
+  entry.finish(judgement, 403, error);
+  return undefined;
+}
+
 /** A CONNECT: parse, judge, then a tunnel (intercepted for a metered host) or 403. */
 async function serveConnect(core: ProxyCore, req: IncomingMessage, client: Duplex, head: Buffer) {
   track(core, client);
@@ -85,15 +99,11 @@ async function serveConnect(core: ProxyCore, req: IncomingMessage, client: Duple
     entry.finish(MALFORMED, 403, parsed.why);
     return;
   }
-  const { judgement, error } = await judgeRequest(core, entry, parsed.facts);
-  if (!judgement.allow) {
-    denyOnSocket(core, client, judgement.reason);
-    entry.finish(judgement, 403, error);
-    return;
-  }
-  const { intercept } = judgement;
-  if (intercept === undefined) openTunnel(core, client, head, parsed.facts, judgement, entry);
-  else interceptTunnel(core, client, head, parsed.facts, { ...judgement, intercept }, entry);
+  const judgement = await judgeOnSocket(core, client, entry, parsed.facts);
+  if (judgement === undefined) return;
+  const request = { core, client, head, facts: parsed.facts, judgement, entry };
+  if (judgement.intercept === undefined) openTunnel(request);
+  else interceptTunnel(request, judgement.intercept);
 }
 
 /** An Upgrade request: only WebSocket, judged like plain HTTP, then bytes both ways. */
@@ -113,13 +123,9 @@ async function serveUpgrade(core: ProxyCore, req: IncomingMessage, client: Duple
     entry.finish(MALFORMED, 403, parsed.ok ? `upgrade to ${upgradeTo}` : parsed.why);
     return;
   }
-  const { judgement, error } = await judgeRequest(core, entry, parsed.facts);
-  if (!judgement.allow) {
-    denyOnSocket(core, client, judgement.reason);
-    entry.finish(judgement, 403, error);
-    return;
-  }
-  openUpgrade(core, req, client, head, parsed.facts, judgement, entry);
+  const judgement = await judgeOnSocket(core, client, entry, parsed.facts);
+  if (judgement === undefined) return;
+  openUpgrade({ core, client, head, facts: parsed.facts, judgement, entry }, req);
 }
 
 /**

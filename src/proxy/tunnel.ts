@@ -12,6 +12,17 @@ import { relay } from "./relay.js";
 
 type Allowed = Extract<Judgement, { allow: true }>;
 
+/** An allowed request on a raw socket (CONNECT or upgrade), and the record of how it ends. */
+export interface SocketRequest {
+  readonly core: ProxyCore;
+  readonly client: Duplex;
+  /** Bytes the client sent after the request head, before we answered. */
+  readonly head: Buffer;
+  readonly facts: RequestFacts;
+  readonly judgement: Allowed;
+  readonly entry: InFlight;
+}
+
 const ESTABLISHED = "HTTP/1.1 200 Connection Established\r\n\r\n";
 
 /** Copies both ways between client and upstream, counting the bytes of each side. */
@@ -38,14 +49,8 @@ function closeTogether(
 }
 
 /** An allowed CONNECT to a host that is not metered: a byte tunnel, untouched. */
-export function openTunnel(
-  core: ProxyCore,
-  client: Duplex,
-  head: Buffer,
-  facts: RequestFacts,
-  judgement: Allowed,
-  entry: InFlight,
-): void {
+export function openTunnel(r: SocketRequest): void {
+  const { core, client, head, facts, judgement, entry } = r;
   const upstream = netConnect({ host: judgement.address, port: facts.port });
   track(core, upstream);
   upstream.setNoDelay(true);
@@ -67,14 +72,8 @@ export function openTunnel(
 }
 
 /** An allowed CONNECT to a metered host: TLS ends here and each request in it is metered. */
-export function interceptTunnel(
-  core: ProxyCore,
-  client: Duplex,
-  head: Buffer,
-  facts: RequestFacts,
-  judgement: Allowed & { intercept: SecureContext },
-  entry: InFlight,
-): void {
+export function interceptTunnel(r: SocketRequest, intercept: SecureContext): void {
+  const { core, client, head, facts, judgement, entry } = r;
   if (core.interception === undefined) {
     denyOnSocket(core, client, "malformed_request");
     entry.finish(MALFORMED, 403, "no interception configured");
@@ -83,7 +82,7 @@ export function interceptTunnel(
   client.write(ESTABLISHED);
   const tunnel = { host: hostText(facts.host), port: facts.port, address: judgement.address };
   if (head.length > 0) client.unshift(head);
-  const tls = core.interception.accept(client, tunnel, judgement.intercept, (why) => {
+  const tls = core.interception.accept(client, tunnel, intercept, (why) => {
     entry.finish(MALFORMED, 403, why);
   });
   track(core, tls);
@@ -91,15 +90,8 @@ export function interceptTunnel(
 }
 
 /** An allowed WebSocket upgrade: the request goes upstream as written, then bytes both ways. */
-export function openUpgrade(
-  core: ProxyCore,
-  req: IncomingMessage,
-  client: Duplex,
-  head: Buffer,
-  facts: RequestFacts,
-  judgement: Allowed,
-  entry: InFlight,
-): void {
+export function openUpgrade(r: SocketRequest, req: IncomingMessage): void {
+  const { core, client, head, facts, judgement, entry } = r;
   const upstream = netConnect({ host: judgement.address, port: facts.port });
   track(core, upstream);
   const headers = forwardHeaders(req.rawHeaders, true);
