@@ -290,3 +290,18 @@ test("admit: a ledger that cannot be written denies the call (fail closed)", asy
   assert.equal(admission.refusal.error, "ledger: disk full");
   assert.deepEqual(admission.refusal.metered, { model: "gpt-test" });
 });
+
+test("admit: a price table that cannot load denies the call (fail closed)", async () => {
+  const s = setup();
+  const admission = await admit(
+    {
+      ...s.ports,
+      prices: { ...s.ports.prices, ready: () => Promise.reject(new Error("no table")) },
+    },
+    request(chat()),
+  );
+  assert.ok(!admission.admitted);
+  assert.equal(admission.refusal.reason, "malformed_request");
+  assert.equal(admission.refusal.error, "cannot admit: no table");
+  assert.equal(s.ledger.reserves.length, 0);
+});

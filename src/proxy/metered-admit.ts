@@ -92,6 +92,16 @@ const FREE_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
  * must be reserved in the ledger.
  */
 export async function admit(ports: AdmitPorts, req: MeteredRequest): Promise<Admission> {
+  try {
+    return await admitSteps(ports, req);
+  } catch (err) {
+    // A step that fails (the price table cannot load, say) is a call we cannot judge: deny.
+    const provider = meteredProviderFor(req.tunnel.host);
+    return refused("malformed_request", provider, { error: `cannot admit: ${messageOf(err)}` });
+  }
+}
+
+async function admitSteps(ports: AdmitPorts, req: MeteredRequest): Promise<Admission> {
   const provider = meteredProviderFor(req.tunnel.host);
   // A different Host inside the tunnel would be domain fronting.
   if (provider === undefined || !hostMatchesTunnel(req.host, req.tunnel)) {
