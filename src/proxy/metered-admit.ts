@@ -135,7 +135,8 @@ async function admitSteps(ports: AdmitPorts, req: MeteredRequest): Promise<Admis
   }
   const billing = await reserveFor(ports, provider, request);
   if ("reason" in billing) return { admitted: false, refusal: billing };
-  return { admitted: true, call: { ...call, billing } };
+  const { forwardBody, usageInjected } = reading;
+  return { admitted: true, call: { provider, request, forwardBody, usageInjected, billing } };
 }
 
 function hostMatchesTunnel(host: string | undefined, tunnel: TunnelContext): boolean {

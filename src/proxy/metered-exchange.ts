@@ -162,7 +162,16 @@ class Meter {
       return;
     }
     const durationMs = elapsedSince(x.started);
-    const end = { ...forwarded, bytesOut: call.forwardBody.length, durationMs };
+    const end = {
+      sent: forwarded.sent,
+      usage: forwarded.usage,
+      complete: forwarded.complete,
+      status: forwarded.status,
+      bytesIn: forwarded.bytesIn,
+      bytesOut: call.forwardBody.length,
+      durationMs,
+      error: forwarded.error,
+    };
     await settle(this.options, x.line, call, end);
   }
 }

@@ -84,26 +84,26 @@ export function settle(
   }
   const charge = chargeFor(billing, end);
   const { usage } = end;
-  const metered: MeteredFields = {
-    provider: call.provider,
-    model: billing.model,
-    input_tokens:
-      usage === undefined
-        ? null
-        : usage.inputTokens + usage.cacheReadTokens + usage.cacheWriteTokens,
-    output_tokens: usage?.outputTokens ?? null,
-    cost_usd: formatNanoUsd(charge.costNano),
-    reserved_usd: formatNanoUsd(billing.reservedNano),
-    ...(charge.fullReason === undefined
-      ? {}
-      : { charged_full: true, charge_reason: charge.fullReason }),
-  };
   const budget_usd = formatNanoUsd(ports.budgetNano);
-  const record = (spent: MeteredFields) =>
-    appendSafely(
-      ports.audit,
-      decisionRecord(ports.identity, line, undefined, end, { ...metered, ...spent }),
-    );
+  const record = (spentNano: number | undefined) => {
+    const metered: MeteredFields = {
+      provider: call.provider,
+      model: billing.model,
+      input_tokens:
+        usage === undefined
+          ? null
+          : usage.inputTokens + usage.cacheReadTokens + usage.cacheWriteTokens,
+      output_tokens: usage?.outputTokens ?? null,
+      cost_usd: formatNanoUsd(charge.costNano),
+      reserved_usd: formatNanoUsd(billing.reservedNano),
+      ...(charge.fullReason === undefined
+        ? {}
+        : { charged_full: true, charge_reason: charge.fullReason }),
+      ...(spentNano === undefined ? {} : { spent_usd: formatNanoUsd(spentNano) }),
+      budget_usd,
+    };
+    appendSafely(ports.audit, decisionRecord(ports.identity, line, undefined, end, metered));
+  };
   return settleSafely(ports.ledger, billing.reservationId, charge.costNano, {
     ...(usage === undefined
       ? {}
@@ -112,10 +112,10 @@ export function settle(
     ...(charge.fullReason === undefined ? {} : { reason: charge.fullReason }),
   }).then(
     (state) => {
-      record({ spent_usd: formatNanoUsd(state.spentNano), budget_usd });
+      record(state.spentNano);
       if (state.leftNano < cheapestNextRequestNanoUsd(billing.pricing)) ports.onBudgetExhausted();
     },
-    () => record({ budget_usd }),
+    () => record(undefined),
   );
 }
 
