@@ -748,19 +748,22 @@ test("deny bodies in the provider's shape: Anthropic SDK and Gemini over budget"
 
 test("a run that ends while a call waits for its answer settles it, audits it, and exits 4", async () => {
   const token = tokenFor("e-pending", "1", ["fake-gpt=1/2"]);
-  // The provider answers nothing until the run is over: only the runtime limit can end it. The
-  // limit leaves the agent (Node and the SDK starting on a loaded machine) time to send its call.
-  let answer = () => {};
-  fake.behaviour.gate = new Promise<void>((resolve) => (answer = resolve));
+  const seen = fake.received.length;
+  // The provider answers nothing until the run is over: whatever ends the run, it is not the
+  // answer. (Waiting for the call, not a fixed --max-runtime, so a slow agent start-up cannot
+  // end the run before the call is made.)
+  const open = closeGate();
   let r: RunResult;
   try {
-    r = await runAgent("openai-json", "", { token, flags: ["--max-runtime", "4"] });
+    const run = runAgent("openai-json", "", { token });
+    await until("the call to reach the provider", () => fake.received.length > seen, 30_000);
+    t.ok("auth", "revoke-token", "--token", token);
+    r = await run;
   } finally {
-    answer();
-    fake.behaviour.gate = undefined;
+    open();
   }
   assert.equal(r.status, 4, r.stderr);
-  assert.match(r.stderr, /max-runtime/);
+  assert.match(r.stderr, /ERR_RUN_STOPPED_TOKEN_REVOKED/);
   assert.doesNotMatch(r.stderr, /ERR_AUDIT_CLOSED|internal error/);
   const lines = audit("e-pending");
   const calls = meteredCalls("e-pending");

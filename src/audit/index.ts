@@ -1,6 +1,7 @@
 export { AuditLog, auditLogPath } from "./audit-log.js";
 export {
   auditRecordHash,
+  decisionRecord,
   GENESIS_HASH,
   isDecisionRecord,
   LIFECYCLE_EVENTS,
@@ -16,7 +17,9 @@ export type {
   LifecycleFields,
   LifecycleRecord,
   MeteredFields,
-  RunIdentityFields,
+  RequestEnd,
+  RequestLine,
+  RunIdentity,
 } from "./records.js";
 export { redactPath } from "./redact-path.js";
 export { verifyAuditLog } from "./verify.js";

@@ -4,8 +4,8 @@ import type { DenyReason } from "../policy/index.js";
 /** `prev_hash` of the first record: there is nothing before it to link to. */
 export const GENESIS_HASH = "0".repeat(64);
 
-/** Who ran: every record, decision or event, carries the whole identity. */
-export type RunIdentityFields = {
+/** Who ran: every record, decision or event, and every 403, carries the whole identity. */
+export type RunIdentity = {
   readonly session_id: string;
   readonly agent_id: string;
   readonly owner: string;
@@ -21,9 +21,16 @@ export type RunIdentityFields = {
 export type MeteredFields = {
   readonly provider?: string;
   readonly model?: string;
-  readonly input_tokens?: number;
-  readonly output_tokens?: number;
+  /** null when the response carried no usage. */
+  readonly input_tokens?: number | null;
+  readonly output_tokens?: number | null;
   readonly cost_usd?: string;
+  /** What was reserved before the call left; the charge is settled against it. */
+  readonly reserved_usd?: string;
+  /** The whole reservation was charged (a stream cut short, usage missing): `charge_reason` says why. */
+  readonly charged_full?: true;
+  readonly charge_reason?: string;
+  /** Absent when the ledger could not settle the call (the reservation stays open, fail closed). */
   readonly spent_usd?: string;
   readonly budget_usd?: string;
 };
@@ -32,7 +39,7 @@ export type MeteredFields = {
  * One request's decision. `scheme`, `host`, `port` and `path` are null only when the request
  * could not be parsed at all (denied `malformed_request`). `path` must already be redacted.
  */
-export type DecisionFields = RunIdentityFields &
+export type DecisionFields = RunIdentity &
   MeteredFields & {
     readonly method: string;
     readonly scheme: "http" | "https" | null;
@@ -49,6 +56,66 @@ export type DecisionFields = RunIdentityFields &
     { readonly decision: "allow" } | { readonly decision: "deny"; readonly deny_reason: DenyReason }
   );
 
+/** Where and how a request went, as the proxy read it; null where it could not be parsed. */
+export interface RequestLine {
+  readonly method: string;
+  readonly scheme: "http" | "https" | null;
+  readonly host: string | null;
+  readonly port: number | null;
+  /** Already redacted. */
+  readonly path: string | null;
+}
+
+/** How a request ended. */
+export interface RequestEnd {
+  readonly status: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly durationMs: number;
+  /** Why it failed or was refused, when there is more to say than the deny reason. */
+  readonly error?: string | undefined;
+}
+
+/** Audit errors are short notes: a long upstream message could carry anything. */
+const MAX_ERROR_CHARS = 200;
+
+/**
+ * The one place a decision record is built: identity, request, outcome, then what a metered
+ * call adds. `deny` is the reason for a denial, undefined for an allowed request.
+ */
+export function decisionRecord(
+  identity: RunIdentity,
+  request: RequestLine,
+  deny: DenyReason | undefined,
+  end: RequestEnd,
+  metered?: MeteredFields,
+): DecisionFields {
+  // Field by field, not `...identity`: on Node 20 a literal that starts with a spread and goes
+  // on with a dozen more fields takes ~17 µs to build, this one ~1 µs (every request pays it).
+  return {
+    session_id: identity.session_id,
+    ...(deny === undefined ? ALLOWED : { decision: "deny", deny_reason: deny }),
+    agent_id: identity.agent_id,
+    owner: identity.owner,
+    policy_id: identity.policy_id,
+    policy_version: identity.policy_version,
+    jti: identity.jti,
+    method: request.method,
+    scheme: request.scheme,
+    host: request.host,
+    port: request.port,
+    path: request.path,
+    status: end.status,
+    bytes_in: end.bytesIn,
+    bytes_out: end.bytesOut,
+    duration_ms: end.durationMs,
+    ...metered,
+    ...(end.error === undefined ? {} : { error: end.error.slice(0, MAX_ERROR_CHARS) }),
+  };
+}
+
+const ALLOWED = { decision: "allow" } as const;
+
 export const LIFECYCLE_EVENTS = [
   "run_start",
   "run_end",
@@ -62,7 +129,7 @@ export const LIFECYCLE_EVENTS = [
 export type LifecycleEventName = (typeof LIFECYCLE_EVENTS)[number];
 
 /** A run's lifecycle event; events may carry extra secret-free detail (proxy port, counts). */
-export type LifecycleFields = RunIdentityFields & { readonly [extra: string]: unknown } & (
+export type LifecycleFields = RunIdentity & { readonly [extra: string]: unknown } & (
     | { readonly event: Exclude<LifecycleEventName, "run_end"> }
     | { readonly event: "run_end"; readonly exit_status: number; readonly reason: string }
   );

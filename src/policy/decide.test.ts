@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { compilePolicy, decideAddresses, decideRequestCount, decideTarget } from "./decide.js";
+import {
+  compilePolicy,
+  decideAddresses,
+  decideModel,
+  decideRequestCount,
+  decideTarget,
+} from "./decide.js";
 import type { PolicyRules } from "./policy-version.js";
 
 const base: PolicyRules = {
@@ -92,4 +98,28 @@ test("compilePolicy: 1,000 patterns still decide by index", () => {
     decideTarget(big, { host: "host999.example.com", port: 443, isIpLiteral: false }).decision,
     "deny",
   );
+});
+
+const listed = compilePolicy({ ...base, allowed_models: ["gpt-4o", "claude-sonnet-4-5"] });
+const modelCases: [string, typeof policy, string, string][] = [
+  ["no list allows any model", policy, "gpt-4o", "allow"],
+  ["no list allows an unknown model", policy, "made-up-model", "allow"],
+  ["a listed model", listed, "gpt-4o", "allow"],
+  ["another listed model", listed, "claude-sonnet-4-5", "allow"],
+  ["a longer name that starts with a listed one", listed, "gpt-4o-mini", "model_not_allowed"],
+  ["a listed name in other case", listed, "GPT-4O", "model_not_allowed"],
+  ["an unlisted model", listed, "o3", "model_not_allowed"],
+  ["the empty name", listed, "", "model_not_allowed"],
+];
+
+for (const [name, p, model, expected] of modelCases) {
+  test(`decideModel: ${name}`, () => {
+    const d = decideModel(p, model);
+    assert.equal(d.decision === "allow" ? "allow" : d.reason, expected);
+  });
+}
+
+test("decideModel: an empty list allows nothing", () => {
+  const none = compilePolicy({ ...base, allowed_models: [] });
+  assert.deepEqual(decideModel(none, "gpt-4o"), { decision: "deny", reason: "model_not_allowed" });
 });

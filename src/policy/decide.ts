@@ -140,6 +140,15 @@ export function decideAddresses(
   return addresses.some((a) => a.isPrivate && !a.operatorChosen) ? deny("private_address") : ALLOW;
 }
 
+/**
+ * The model a metered call names. Compared exactly, as the provider will see it: a policy that
+ * lists `gpt-4o` does not allow `gpt-4o-mini` or `GPT-4O`. No list allows every model.
+ */
+export function decideModel(policy: CompiledPolicy, model: string): Decision {
+  const allowed = policy.rules.allowed_models;
+  return allowed === null || allowed.includes(model) ? ALLOW : deny("model_not_allowed");
+}
+
 /** Counters a run keeps; a request beyond `max_requests` is denied. */
 export function decideRequestCount(
   policy: CompiledPolicy,

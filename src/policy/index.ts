@@ -8,6 +8,7 @@ export {
   ALLOW,
   compilePolicy,
   decideAddresses,
+  decideModel,
   decideRequestCount,
   decideTarget,
   deny,

@@ -37,6 +37,12 @@ function invalid(why: string): HostKind {
   return { kind: "invalid", why };
 }
 
+/** The host as a request names it: a name, an IPv4 address, or an IPv6 one in brackets. */
+export function hostText(host: HostKind): string {
+  if (host.kind === "ip") return host.family === 6 ? `[${host.address}]` : host.address;
+  return host.kind === "name" ? host.name : "";
+}
+
 /**
  * Reads a raw host as it appears in a request. Any IPv4 spelling that getaddrinfo/WHATWG URL would
  * treat as an address (2130706433, 0x7f.1, 0177.0.0.1, 127.1, 0x7f000001) is an IP; bracketed IPv6

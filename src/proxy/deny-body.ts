@@ -1,5 +1,5 @@
 import type { DenyReason } from "../policy/index.js";
-import type { RunIdentity } from "./gatekeeper.js";
+import type { RunIdentity } from "../audit/index.js";
 
 /** Providers whose SDKs read an `error` object of their own shape. */
 export type ErrorShape = "openai" | "anthropic" | "gemini";

@@ -1,7 +1,8 @@
 export { startProxy } from "./server.js";
-export type { Gatekeeper, Judgement, Outcome, ProxyServer, RequestFacts } from "./server.js";
+export type { ProxyServer } from "./server.js";
+export type { Gatekeeper, Judgement, Outcome, RequestFacts } from "./judgement.js";
 export { createGatekeeper } from "./gatekeeper.js";
-export type { AuditSink, RunIdentity } from "./gatekeeper.js";
+export type { AuditSink, PriceLookup, SpendLedger } from "./ports.js";
 export type { ResolveOverride } from "./resolve.js";
 export { parseAuthority, parseHost, isPrivateAddress } from "./address.js";
 export { createMeteredHandler } from "./metered-exchange.js";

@@ -14,7 +14,13 @@ import {
   loadLocalCa,
   requireValidToken,
 } from "../authority/index.js";
-import { AuditLog, newSessionId, summarizeCommand, writeSessionRecord } from "../audit/index.js";
+import {
+  AuditLog,
+  newSessionId,
+  summarizeCommand,
+  writeSessionRecord,
+  type DecisionFields,
+} from "../audit/index.js";
 import { errorLine, VallignusError, type ErrorCode } from "../errors.js";
 import { meteredProviderFor, openLedger } from "../metering/index.js";
 import { compilePolicy, parseUsdToNano, type DenyReason } from "../policy/index.js";
@@ -142,11 +148,11 @@ export async function runSupervised(
   // Decisions are queued and written once per event-loop turn; lifecycle events go at once.
   const counts = { allowed: 0, denied: 0 };
   const decisions = {
-    append: (fields: Record<string, unknown>) => {
-      const denied = fields["decision"] === "deny";
+    append: (record: DecisionFields) => {
+      const denied = record.decision === "deny";
       if (denied) counts.denied++;
       else counts.allowed++;
-      audit.enqueue(fields as never, denied);
+      audit.enqueue(record, denied);
     },
   };
   // Under --isolate, /run is masked inside the namespace: the run's socket must live elsewhere.
@@ -204,7 +210,11 @@ export async function runSupervised(
   const innerHandler = createMeteredHandler({
     identity,
     policy,
-    ledger,
+    ledger: {
+      reserve: (amount, meta) => ledger.reserveBatched(amount, meta),
+      settle: (id, cost, meta) => ledger.settleBatched(id, cost, meta),
+      drain: () => ledger.drain(),
+    },
     budgetNano,
     audit: decisions,
     stopReason: () => (stop === undefined ? undefined : denyReasonFor(stop)),

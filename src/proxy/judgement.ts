@@ -1,0 +1,48 @@
+import type { SecureContext } from "node:tls";
+
+import type { DenyReason } from "../policy/index.js";
+import type { HostKind } from "./address.js";
+
+/** What the proxy read from one request, before anything goes upstream. */
+export interface RequestFacts {
+  readonly kind: "http" | "connect" | "upgrade";
+  readonly method: string;
+  readonly scheme: "http" | "https";
+  readonly host: HostKind;
+  readonly port: number;
+  /** Raw path and query; redaction is the audit log's job. "" for CONNECT. */
+  readonly path: string;
+}
+
+export type Judgement =
+  | {
+      readonly allow: true;
+      readonly address: string;
+      /** Set for metered hosts: terminate TLS with this context and meter each request. */
+      readonly intercept?: SecureContext;
+    }
+  | { readonly allow: false; readonly reason: DenyReason };
+
+/** A finished request, allowed or denied, for the audit log. */
+export interface Outcome {
+  readonly facts: RequestFacts | undefined;
+  /** The raw target text when the request could not be parsed. */
+  readonly rawTarget: string;
+  readonly method: string;
+  readonly judgement: Judgement;
+  readonly status: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly durationMs: number;
+  readonly error?: string;
+}
+
+/**
+ * The proxy decides nothing itself: it reads requests, asks the gatekeeper, and carries out
+ * the answer. The gatekeeper owns policy, resolution, limits and the audit log.
+ */
+export interface Gatekeeper {
+  judge(facts: RequestFacts): Promise<Judgement>;
+  denyBody(reason: DenyReason): string;
+  record(outcome: Outcome): void;
+}

@@ -1,0 +1,191 @@
+import type { Agent as HttpsAgent } from "node:https";
+import { request as httpsRequest } from "node:https";
+import type { ClientRequest, IncomingMessage, ServerResponse } from "node:http";
+
+import { createUsageReader, type Usage, type UsageReader } from "../metering/index.js";
+import { dropHeaders, forwardHeaders } from "./headers.js";
+import type { TunnelContext } from "./intercept.js";
+import type { AdmittedCall } from "./metered-admit.js";
+
+/** How forwarding ended: the call's end, or an upstream we would not trust (nothing was sent). */
+export type Forwarded =
+  | {
+      readonly untrusted: false;
+      readonly sent: boolean;
+      readonly usage: Usage | undefined;
+      readonly complete: boolean;
+      readonly status: number;
+      readonly bytesIn: number;
+      readonly error?: string;
+    }
+  | { readonly untrusted: true; readonly error: string };
+
+/** Errors of certificate verification, as Node's TLS reports them. */
+function isCertificateError(err: NodeJS.ErrnoException): boolean {
+  return /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ALTNAME/.test(err.code ?? "");
+}
+
+function upstreamHeaders(
+  req: IncomingMessage,
+  tunnel: TunnelContext,
+  bodyLength: number,
+): string[] {
+  const headers = dropHeaders(forwardHeaders(req.rawHeaders, false), [
+    "content-length",
+    "accept-encoding",
+    "host",
+  ]);
+  // Usage must be readable, so the response comes uncompressed.
+  headers.push(
+    "host",
+    req.headers.host ?? tunnel.host,
+    "accept-encoding",
+    "identity",
+    "content-length",
+    String(bodyLength),
+  );
+  return headers;
+}
+
+/** One call upstream, from the request's first byte to its end, which it resolves once. */
+class UpstreamCall {
+  /** The TLS handshake with the provider completed: the request may have reached it. */
+  sent = false;
+  private ended = false;
+  private bytesIn = 0;
+  private status = 502;
+  private reader: UsageReader | undefined;
+
+  constructor(
+    private readonly call: AdmittedCall,
+    private readonly res: ServerResponse,
+    private readonly tunnel: TunnelContext,
+    private readonly resolve: (forwarded: Forwarded) => void,
+  ) {}
+
+  end(usage: Usage | undefined, complete: boolean, error?: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    const { sent, status, bytesIn } = this;
+    this.resolve({
+      untrusted: false,
+      sent,
+      usage,
+      complete,
+      status,
+      bytesIn,
+      ...(error === undefined ? {} : { error }),
+    });
+  }
+
+  /** The client left (or the run dropped its connection) before the answer was complete. */
+  clientClosed(upstream: ClientRequest): void {
+    if (this.res.writableFinished) return;
+    upstream.destroy();
+    this.end(this.reader?.usage(), false, "client closed before the end");
+  }
+
+  /** Streams the answer to the client through the usage reader. */
+  response(up: IncomingMessage): void {
+    const { res, call } = this;
+    this.status = up.statusCode ?? 502;
+    const reader = createUsageReader(call.request, call.usageInjected, up.headers["content-type"]);
+    this.reader = reader;
+    // Dropping the injected usage event changes the length: let the body be chunked.
+    const out = dropHeaders(
+      forwardHeaders(up.rawHeaders, false),
+      call.usageInjected ? ["content-length"] : [],
+    );
+    res.writeHead(this.status, up.statusMessage, out);
+    up.on("data", (chunk: Buffer) => {
+      this.bytesIn += chunk.length;
+      const passOn = reader.push(chunk);
+      if (passOn.length > 0) res.write(passOn);
+    });
+    up.on("end", () => {
+      res.end(reader.end());
+      this.end(reader.usage(), reader.complete());
+    });
+    up.on("error", (err) => {
+      res.destroy();
+      this.end(reader.usage(), false, err.message);
+    });
+  }
+
+  failed(err: NodeJS.ErrnoException): void {
+    const { res } = this;
+    // An upstream we cannot verify is refused, never downgraded; nothing was sent.
+    if (!res.headersSent && isCertificateError(err) && !this.ended) {
+      this.ended = true;
+      this.resolve({ untrusted: true, error: `upstream TLS verification failed: ${err.message}` });
+      return;
+    }
+    if (!res.headersSent && !res.destroyed) answerBadGateway(res, this.tunnel, err);
+    this.status = 502;
+    this.end(undefined, false, err.message);
+  }
+}
+
+/** A client that left while the call was admitted (a run that ended, say) gets nothing sent. */
+const CLIENT_GONE: Forwarded = {
+  untrusted: false,
+  sent: false,
+  usage: undefined,
+  complete: false,
+  status: 0,
+  bytesIn: 0,
+  error: "client closed before the end",
+};
+
+/**
+ * The middle step of a metered call: sends it over verified TLS to the address the gatekeeper
+ * checked, streams the answer back through the usage reader (which hides an injected usage
+ * event), and resolves once, when the call ends however it ends: completed, cut by the provider,
+ * or left by the client (a run that ends drops its connections, which ends its calls too).
+ */
+export function forward(
+  call: AdmittedCall,
+  req: IncomingMessage,
+  res: ServerResponse,
+  tunnel: TunnelContext,
+  agent: HttpsAgent,
+): Promise<Forwarded> {
+  if (res.destroyed) return Promise.resolve(CLIENT_GONE);
+  return new Promise((resolve) => {
+    const state = new UpstreamCall(call, res, tunnel, resolve);
+    const upstream = httpsRequest({
+      host: tunnel.address,
+      port: tunnel.port,
+      servername: tunnel.host,
+      method: req.method,
+      path: req.url ?? "/",
+      headers: upstreamHeaders(req, tunnel, call.forwardBody.length),
+      agent,
+      setHost: false,
+    });
+    upstream.on("socket", (socket) => {
+      // A kept-alive socket is connected already; only a new one waits for its handshake.
+      if (socket.connecting) socket.once("secureConnect", () => (state.sent = true));
+      else state.sent = true;
+    });
+    res.on("close", () => state.clientClosed(upstream));
+    upstream.on("response", (up: IncomingMessage) => state.response(up));
+    upstream.on("error", (err: NodeJS.ErrnoException) => state.failed(err));
+    upstream.end(call.forwardBody);
+  });
+}
+
+function answerBadGateway(res: ServerResponse, tunnel: TunnelContext, err: Error): void {
+  const body = JSON.stringify({
+    error: {
+      message: `vallignus: upstream ${tunnel.host} failed: ${err.message}`,
+      type: "vallignus_upstream_error",
+    },
+  });
+  res.writeHead(502, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+    "x-vallignus-decision": "allow",
+  });
+  res.end(body);
+}

@@ -1,0 +1,69 @@
+import type { IncomingMessage } from "node:http";
+
+import { hostText, parseAuthority } from "./address.js";
+import { headerValues } from "./headers.js";
+import type { RequestFacts } from "./judgement.js";
+
+export type Parsed = { ok: true; facts: RequestFacts } | { ok: false; why: string };
+
+/** A request body larger than this is refused as malformed: agents don't upload gigabytes. */
+const MAX_BODY_BYTES = 1024 ** 3;
+
+/** Reads an absolute-form `http://` request target; the Host header must agree with it. */
+export function parseHttpRequest(req: IncomingMessage, kind: "http" | "upgrade"): Parsed {
+  const url = req.url ?? "";
+  const method = req.method ?? "";
+  const match = /^http:\/\/([^/?#]*)([^#]*)/i.exec(url);
+  if (match === null) return { ok: false, why: "not an absolute http:// URL" };
+  const authority = parseAuthority(match[1] ?? "", 80);
+  if ("invalid" in authority) return { ok: false, why: authority.invalid };
+  if (authority.host.kind === "invalid") return { ok: false, why: authority.host.why };
+  const path = match[2] === "" || match[2] === undefined ? "/" : match[2];
+  if (!path.startsWith("/") && !path.startsWith("?")) return { ok: false, why: "bad path" };
+  const hosts = headerValues(req.rawHeaders, "host");
+  if (hosts.length > 1) return { ok: false, why: "more than one Host header" };
+  if (hosts.length === 1) {
+    const declared = parseAuthority(hosts[0] ?? "", 80);
+    if (
+      "invalid" in declared ||
+      declared.port !== authority.port ||
+      hostText(declared.host) !== hostText(authority.host) ||
+      hostText(declared.host) === ""
+    ) {
+      return { ok: false, why: "Host header disagrees with the request target" };
+    }
+  }
+  const length = headerValues(req.rawHeaders, "content-length");
+  if (length.length > 1) return { ok: false, why: "more than one Content-Length" };
+  if (length.length === 1 && Number(length[0]) > MAX_BODY_BYTES)
+    return { ok: false, why: "body too large" };
+  return {
+    ok: true,
+    facts: {
+      kind,
+      method,
+      scheme: "http",
+      host: authority.host,
+      port: authority.port,
+      path: path.startsWith("?") ? `/${path}` : path,
+    },
+  };
+}
+
+/** Reads a CONNECT's `host:port` target. */
+export function parseConnect(req: IncomingMessage): Parsed {
+  const authority = parseAuthority(req.url ?? "", undefined);
+  if ("invalid" in authority) return { ok: false, why: authority.invalid };
+  if (authority.host.kind === "invalid") return { ok: false, why: authority.host.why };
+  return {
+    ok: true,
+    facts: {
+      kind: "connect",
+      method: "CONNECT",
+      scheme: "https",
+      host: authority.host,
+      port: authority.port,
+      path: "",
+    },
+  };
+}
