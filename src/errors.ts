@@ -91,6 +91,8 @@ export const ERROR_CODES = {
   ERR_RUN_STOPPED_REQUEST_LIMIT_EXCEEDED: policyStop,
   ERR_RUN_STOPPED_MAX_OUTPUT_LINES: policyStop,
   ERR_RUN_STOPPED_BUDGET_EXCEEDED: policyStop,
+  ERR_RUN_STOPPED_AUDIT_WRITE: policyStop,
+  ERR_RUN_STOPPED_LEDGER_WRITE: policyStop,
 } as const satisfies Readonly<Record<`ERR_${string}`, ExitStatus>>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -133,6 +133,7 @@ export class AuditLog {
     private readonly path: string,
     private readonly lockPath: string,
     private readonly now: () => Date,
+    private readonly onFailure: ((err: VallignusError) => void) | undefined,
   ) {
     this.fd = AuditLog.openFile(path);
     this.lock = new LinkedFileLock(lockPath);
@@ -140,9 +141,31 @@ export class AuditLog {
 
   private readonly lock: LinkedFileLock;
 
-  static open(home: Home, now: () => Date = () => new Date()): AuditLog {
+  /**
+   * `onFailure` is called (once) when a write or sync done in the background fails, where no
+   * caller is there to see a throw; without it such a failure is thrown (uncaught).
+   */
+  static open(
+    home: Home,
+    now: () => Date = () => new Date(),
+    options: { readonly onFailure?: (err: VallignusError) => void } = {},
+  ): AuditLog {
     mkdirSync(home.dir("audit"), { recursive: true, mode: 0o700 });
-    return new AuditLog(auditLogPath(home), auditLockPath(home), now);
+    return new AuditLog(auditLogPath(home), auditLockPath(home), now, options.onFailure);
+  }
+
+  private failed = false;
+
+  /** A background failure goes to onFailure once; later appends still throw (fail closed). */
+  private reportFailure(err: unknown): void {
+    const failure =
+      err instanceof VallignusError
+        ? err
+        : new VallignusError("ERR_AUDIT_WRITE", `cannot write ${this.path}: ${describeError(err)}`);
+    if (this.onFailure === undefined) throw failure;
+    if (this.failed) return;
+    this.failed = true;
+    this.onFailure(failure);
   }
 
   /** "a+": appends land at the end whatever the offset, and the tail stays readable. */
@@ -181,7 +204,11 @@ export class AuditLog {
     if (durable) this.syncAfterFlush = true;
     this.flushScheduled ??= setImmediate(() => {
       this.flushScheduled = undefined;
-      this.flushQueue();
+      try {
+        this.flushQueue();
+      } catch (err) {
+        this.reportFailure(err);
+      }
     });
   }
 
@@ -320,7 +347,10 @@ export class AuditLog {
       // Off the event loop: a busy proxy must not stall on the disk every 100 ms.
       fdatasync(fd, (err) => {
         // An error after close() is about a descriptor we gave up (close synced already).
-        if (err !== null && this.fd === fd) this.syncError = err;
+        if (err !== null && this.fd === fd) {
+          this.syncError = err;
+          if (this.onFailure !== undefined) this.reportFailure(err);
+        }
       });
     }, SYNC_INTERVAL_MS);
     // A pending sync must not keep a finished run alive; close() syncs anyway.

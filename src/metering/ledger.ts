@@ -90,6 +90,8 @@ export interface OpenLedgerOptions {
   readonly owner: LedgerOwner;
   /** Timestamps of journal lines only; no decision depends on it. */
   readonly now?: () => Date;
+  /** Called once when a batched write or sync done in the background fails. */
+  readonly onFailure?: (err: VallignusError) => void;
 }
 
 export type ReserveResult =
@@ -801,8 +803,22 @@ class OpenLedger implements Ledger {
     private readonly checkpointPath: string,
     private readonly owner: OwnerStamp,
     private readonly now: () => Date,
+    private readonly onFailure?: (err: VallignusError) => void,
   ) {
     this.lock = new LinkedFileLock(lockPath);
+  }
+
+  private failureReported = false;
+
+  /** A background write failed: the waiting calls are refused, and the owner is told once. */
+  private reportFailure(err: unknown): void {
+    if (this.failureReported || this.onFailure === undefined) return;
+    this.failureReported = true;
+    this.onFailure(
+      err instanceof VallignusError
+        ? err
+        : new VallignusError("ERR_LEDGER_WRITE", `ledger ${this.jti}: ${describeError(err)}`),
+    );
   }
 
   /** See ledgerCheckpointPath. Best effort: a checkpoint that cannot be written is skipped. */
@@ -929,12 +945,12 @@ class OpenLedger implements Ledger {
   private scheduleFlush(): void {
     this.flushScheduled ??= setImmediate(() => {
       this.flushScheduled = undefined;
-      this.flushPending(false);
+      this.flushPending(false, true);
     });
   }
 
   /** Writes the queued settlements and reservations as one batch; see `reserveSoon`. */
-  private flushPending(syncNow: boolean): void {
+  private flushPending(syncNow: boolean, background = false): void {
     if (this.flushScheduled !== undefined) clearImmediate(this.flushScheduled);
     this.flushScheduled = undefined;
     const settles = this.pendingSettles;
@@ -950,6 +966,7 @@ class OpenLedger implements Ledger {
       batch = this.locked(() => this.writeBatch(settles, reserves));
     } catch (err) {
       failAll(err);
+      if (background && this.broken !== undefined) this.reportFailure(err);
       return;
     }
     const deliver = () => {
@@ -983,6 +1000,7 @@ class OpenLedger implements Ledger {
             ? err
             : new VallignusError("ERR_LEDGER_WRITE", `ledger ${this.jti}: ${describeError(err)}`);
         failAll(this.broken);
+        this.reportFailure(this.broken);
       });
       this.syncing.add(sync);
       void sync.finally(() => this.syncing.delete(sync));
@@ -1164,7 +1182,15 @@ export function openLedger(home: Home, opts: OpenLedgerOptions): Ledger {
           "ERR_LEDGER_MISMATCH",
           `ledger ${opts.jti} records ${mismatch[0]} ${String(mismatch[1])}, the token names ${String(mismatch[2])}; refusing to guess which is right`,
         );
-      const ledger = new OpenLedger(opts.jti, journal, lockPath, checkpointPath, owner, now);
+      const ledger = new OpenLedger(
+        opts.jti,
+        journal,
+        lockPath,
+        checkpointPath,
+        owner,
+        now,
+        opts.onFailure,
+      );
       ledger.recovered = recoverInJournal(journal, now);
       return ledger;
     } catch (err) {

@@ -46,5 +46,5 @@ export class CleanupStack {
 }
 
 function describeFailure(name: string, err: unknown): Error {
-  return new Error(`${name}: ${err instanceof Error ? err.message : String(err)}`);
+  return new Error(`${name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }

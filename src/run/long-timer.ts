@@ -40,11 +40,14 @@ export function setLongTimeout(
   let cleared = false;
   const arm = (): void => {
     const left = Math.max(0, deadline - timers.now());
-    handle = timers.setTimeout(() => {
-      if (cleared) return;
-      if (timers.now() >= deadline) fn();
-      else arm();
-    }, Math.min(left, MAX_TIMER_DELAY_MS));
+    handle = timers.setTimeout(
+      () => {
+        if (cleared) return;
+        if (timers.now() >= deadline) fn();
+        else arm();
+      },
+      Math.min(left, MAX_TIMER_DELAY_MS),
+    );
   };
   arm();
   return {
