@@ -15,7 +15,7 @@ import {
   requireValidToken,
 } from "../authority/index.js";
 import { AuditLog, newSessionId, summarizeCommand, writeSessionRecord } from "../audit/index.js";
-import { errorLine, VallignusError } from "../errors.js";
+import { errorLine, isErrnoException, VallignusError } from "../errors.js";
 import { meteredProviderFor, openLedger, type Ledger } from "../metering/index.js";
 import { compilePolicy, parseUsdToNano, type CompiledPolicy } from "../policy/index.js";
 import {
@@ -185,13 +185,10 @@ function makeRunDir(plan: RunPlan, resources: CleanupStack): string {
   return runDir;
 }
 
-/** The proxy with its gatekeeper and metered handler; decisions are counted and audited. */
-async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack) {
-  const { home, options, now, policy, ca, budgetNano, identity, isolation } = run.plan;
-  const { audit, ledger } = { audit: run.audit as AuditLog, ledger: run.ledger as Ledger };
+/** Decisions are queued and written once per event-loop turn; lifecycle events go at once. */
+function auditedDecisions(run: LiveRun, audit: AuditLog) {
   const { counts, stop } = run;
-  // Decisions are queued and written once per event-loop turn; lifecycle events go at once.
-  const decisions = {
+  return {
     append: (fields: Record<string, unknown>) => {
       const denied = fields["decision"] === "deny";
       if (denied) counts.denied++;
@@ -204,12 +201,12 @@ async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack
       }
     },
   };
-  const upstreamRoots = [
-    ...rootCertificates,
-    ...(options.upstreamCa === undefined ? [] : [readUpstreamCa(options.upstreamCa)]),
-  ];
+}
+
+/** The TLS context the proxy intercepts a metered host with: one leaf per host, made once. */
+function leafContexts(home: Home, ca: RunPlan["ca"], now: () => Date) {
   const contexts = new Map<string, Promise<SecureContext>>();
-  const interceptFor = (host: string): Promise<SecureContext> | undefined => {
+  return (host: string): Promise<SecureContext> | undefined => {
     if (meteredProviderFor(host) === undefined) return undefined;
     let context = contexts.get(host);
     if (context === undefined) {
@@ -220,6 +217,19 @@ async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack
     }
     return context;
   };
+}
+
+/** The proxy with its gatekeeper and metered handler; decisions are counted and audited. */
+async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack) {
+  const { home, options, now, policy, ca, budgetNano, identity, isolation } = run.plan;
+  const { audit, ledger } = { audit: run.audit as AuditLog, ledger: run.ledger as Ledger };
+  const { stop } = run;
+  const decisions = auditedDecisions(run, audit);
+  const upstreamRoots = [
+    ...rootCertificates,
+    ...(options.upstreamCa === undefined ? [] : [readUpstreamCa(options.upstreamCa)]),
+  ];
+  const interceptFor = leafContexts(home, ca, now);
 
   const runLimitRequests = options.maxRequests;
   const gatekeeper = createGatekeeper({
@@ -253,6 +263,13 @@ async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack
     gatekeeper,
     innerHandler,
     unixSocket: isolation === undefined ? undefined : proxySocket,
+  }).catch((err: unknown) => {
+    if (isErrnoException(err) && err.code === "EADDRINUSE")
+      throw new VallignusError(
+        "ERR_RUN_PORT_IN_USE",
+        `run: --port ${String(options.port)} is in use`,
+      );
+    throw err;
   });
   run.proxy = proxy;
   run.allowedCount = () => gatekeeper.allowedCount();
@@ -341,7 +358,7 @@ function commandLine(
  */
 function spawnCommand(
   run: LiveRun,
-  command: { argv: readonly string[]; env: NodeJS.ProcessEnv },
+  command: { argv: readonly string[]; env: NodeJS.ProcessEnv; runDir: string },
   running: CleanupStack,
 ): ChildProcess {
   const [program = "", ...args] = command.argv;
@@ -356,7 +373,7 @@ function spawnCommand(
   // Nothing of the tree outlives the run.
   running.defer("process group", () => signalGroup(child.pid, "SIGKILL"));
   if (child.pid !== undefined) {
-    const watchdog = startGroupWatchdog(child.pid);
+    const watchdog = startGroupWatchdog(child.pid, command.runDir);
     running.defer("watchdog", () => watchdog.stop());
   }
   if (outputLimit !== undefined) {
@@ -446,7 +463,8 @@ async function superviseCommand(
   watchAuthority(run, running);
   // A store that failed while starting has stopped the run already: the command never starts.
   if (run.stop.reason !== undefined) return 4;
-  const child = spawnCommand(run, commandLine(plan, proxy.port, runDir, proxySocket), running);
+  const command = { ...commandLine(plan, proxy.port, runDir, proxySocket), runDir };
+  const child = spawnCommand(run, command, running);
   const status = await exitOf(child, plan.options.command[0] ?? "");
   await running.unwind();
   return status;
@@ -457,7 +475,15 @@ function recordEnd(run: LiveRun, status: number): number {
   const { plan, stop } = run;
   const exitStatus = stop.reason !== undefined ? 4 : status;
   const reason = stop.reason ?? "exited";
-  try {
+  // After a store failed, the other one is still written; the failed one is not asked again.
+  const tolerate = (step: () => void): void => {
+    try {
+      step();
+    } catch (err) {
+      if (!isStorageStop(stop.reason)) throw err;
+    }
+  };
+  tolerate(() => {
     run.audit?.append({
       event: "run_end",
       ...plan.identity,
@@ -466,7 +492,9 @@ function recordEnd(run: LiveRun, status: number): number {
       requests_allowed: run.allowedCount(),
     });
     run.audit?.close();
-    if (!plan.options.noSession) {
+  });
+  if (!plan.options.noSession) {
+    tolerate(() => {
       writeSessionRecord(plan.home, {
         ...sessionRecord(plan, run.startedAt),
         ended_at: plan.now().toISOString(),
@@ -474,9 +502,7 @@ function recordEnd(run: LiveRun, status: number): number {
         end_reason: reason,
         ...run.counts,
       });
-    }
-  } catch (err) {
-    if (!isStorageStop(stop.reason)) throw err;
+    });
   }
   return exitStatus;
 }
