@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import { CLI } from "./helpers/cli.js";
+import { waitFor } from "./helpers/processes.js";
 import { startOrigin, type Origin } from "./helpers/origin.js";
 
 /**
@@ -162,15 +163,6 @@ function strays(argv: string): string[] {
         return false;
       }
     });
-}
-
-/** Waits for `check` to hold, polling; fails after a generous deadline (machines get loaded). */
-async function waitFor(what: string, check: () => boolean, deadlineMs = 15_000): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  while (!check()) {
-    if (Date.now() > until) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** Live processes whose command line mentions `marker` (zombies are gone already). */

@@ -22,6 +22,8 @@ import {
   type TempHome,
 } from "./helpers/cli.js";
 
+import { isRunning, waitFor } from "./helpers/processes.js";
+
 let t: TempHome & { token: string };
 /** The runs' own temp folder (TMPDIR), so a per-run folder left behind is ours to see. */
 let runTmp: string;
@@ -44,24 +46,6 @@ function start(args: string[], extra: NodeJS.ProcessEnv = {}) {
 
 function run(args: string[], extra: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   return start(args, extra).done;
-}
-
-/** A zombie waiting for its reaper no longer runs. */
-function isRunning(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
-
-/** Waits for `check` to hold, polling; fails after `deadlineMs` (generous: machines get loaded). */
-async function waitFor(what: string, check: () => boolean, deadlineMs = 15_000): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  while (!check()) {
-    if (Date.now() > until) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 function auditText(): string {
@@ -218,12 +202,14 @@ async function treePids(dir: string): Promise<number[]> {
 describe("the command does not outlive vallignus", () => {
   test("kill -9 of vallignus ends the command and its grandchild within a second", async () => {
     const dir = mkdtempSync(join(t.root, "tree-"));
-    const { child, done } = start(["--", ...busyTree(dir)]);
+    const { child } = start(["--", ...busyTree(dir)]);
+    // 'exit', not 'close': a survivor would hold vallignus's stdout open and hang the test.
+    const exited = new Promise((resolve) => child.once("exit", resolve));
     const pids = await treePids(dir);
     assert.ok(pids.every(isRunning));
     const killedAt = Date.now();
     child.kill("SIGKILL");
-    await done;
+    await exited;
     await waitFor("the command's processes to end", () => !pids.some(isRunning));
     const elapsed = Date.now() - killedAt;
     // The watchdog reacts in milliseconds; the bound leaves room for a loaded machine.

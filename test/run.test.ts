@@ -12,6 +12,7 @@ import {
   type CliResult,
   type TempHome,
 } from "./helpers/cli.js";
+import { isRunning, waitFor } from "./helpers/processes.js";
 import { startOrigin, type Origin } from "./helpers/origin.js";
 
 let origin: Origin;
@@ -47,24 +48,6 @@ function auditLines(): Record<string, unknown>[] {
     .trim()
     .split("\n")
     .map((line) => JSON.parse(line) as Record<string, unknown>);
-}
-
-/** A zombie waiting for init to reap it no longer runs. */
-function isRunning(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
-
-/** Waits for `check` to hold, polling; fails after a generous deadline (machines get loaded). */
-async function waitFor(what: string, check: () => boolean, deadlineMs = 15_000): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  while (!check()) {
-    if (Date.now() > until) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** The audit log's lines from `home` (none yet if there is no log). */

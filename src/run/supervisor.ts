@@ -23,6 +23,7 @@ import {
   createMeteredHandler,
   startProxy,
   type ResolveOverride,
+  type RunIdentity,
 } from "../proxy/index.js";
 import { buildChildEnv } from "./child-env.js";
 import { CleanupStack } from "./cleanup-stack.js";
@@ -90,14 +91,7 @@ interface RunPlan {
   readonly policy: CompiledPolicy;
   readonly ca: ReturnType<typeof loadLocalCa>;
   readonly budgetNano: number;
-  readonly identity: {
-    readonly session_id: string;
-    readonly agent_id: string;
-    readonly owner: string;
-    readonly policy_id: string;
-    readonly policy_version: number;
-    readonly jti: string;
-  };
+  readonly identity: RunIdentity;
 }
 
 /** A run's moving parts, filled in as they are started. */
