@@ -11,35 +11,47 @@ export function signalGroup(pgid: number | undefined, signal: NodeJS.Signals): v
   }
 }
 
+/** A watchdog started before the command exists; `arm` tells it which group to guard. */
+export interface GroupWatchdog {
+  /** From now on, if this process dies, group `pgid` is killed and `runDir` removed. */
+  arm(pgid: number, runDir: string): void;
+  stop(): void;
+}
+
 /**
- * Kills process group `pgid` when this process dies, however it dies (kill -9, the OOM
- * killer): a shell in its own session blocks reading a pipe whose write end only we hold;
- * the kernel closes it when we die, the read returns, and the shell kills the group and
- * removes the run's folder (which holds the CA bundle, and the proxy socket). A normal
- * end kills the watchdog first (`stop`). Costs one fork+exec of sh, about 1 ms.
+ * Kills the command's process group when this process dies, however it dies (kill -9, the OOM
+ * killer): a shell in its own session blocks reading a pipe whose write end only we hold; the
+ * kernel closes it when we die, the read returns, and the shell kills the group and removes the
+ * run's folder (the CA bundle, the proxy socket). It is started early, before the run's
+ * limits start counting, so its fork+exec (about 1 ms, more on a loaded machine) delays no
+ * command; a normal end kills it first (`stop`).
  */
-export function startGroupWatchdog(pgid: number, runDir: string): { stop(): void } {
-  let watchdog: ChildProcess | undefined;
+export function startGroupWatchdog(): GroupWatchdog {
+  let watchdog: ChildProcess;
   try {
     watchdog = spawn(
       "/bin/sh",
       [
         "-c",
-        'trap "" INT TERM HUP; read _; kill -KILL "-$1"; rm -rf -- "$2"',
+        'trap "" INT TERM HUP; read pgid dir; case $pgid in ""|*[!0-9]*) exit 0;; esac; read _; kill -KILL "-$pgid"; rm -rf -- "$dir"',
         "vallignus-watchdog",
-        `${pgid}`,
-        runDir,
       ],
-      { stdio: ["pipe", "ignore", "ignore"], detached: true },
+      // An empty environment: the watchdog lives as long as the run, and must not carry the
+      // token (readable in /proc by any process of the same user, the agent's included).
+      { stdio: ["pipe", "ignore", "ignore"], detached: true, env: {} },
     );
   } catch {
-    return { stop: () => undefined };
+    return { arm: () => undefined, stop: () => undefined };
   }
   // No sh: the group still ends with the run; only the kill -9 case is uncovered.
   watchdog.on("error", () => undefined);
+  watchdog.stdin?.on("error", () => undefined);
   watchdog.unref();
   (watchdog.stdin as Socket | null)?.unref();
   return {
+    arm: (pgid, runDir) => {
+      watchdog.stdin?.write(`${pgid} ${runDir}\n`);
+    },
     stop: () => {
       watchdog.kill("SIGKILL");
       watchdog.stdin?.destroy();

@@ -35,7 +35,7 @@ import {
   type IsolationPlan,
 } from "./isolation.js";
 import { setLongTimeout } from "./long-timer.js";
-import { signalGroup, startGroupWatchdog } from "./process-group.js";
+import { signalGroup, startGroupWatchdog, type GroupWatchdog } from "./process-group.js";
 import { RunStop, type StopReason } from "./run-stop.js";
 
 export interface RunOptions {
@@ -107,6 +107,7 @@ interface LiveRun {
   ledger?: Ledger;
   proxy?: Awaited<ReturnType<typeof startProxy>>;
   child?: ChildProcess;
+  watchdog?: GroupWatchdog;
 }
 
 async function planRun(home: Home, options: RunOptions, now: () => Date): Promise<RunPlan> {
@@ -366,10 +367,7 @@ function spawnCommand(
   run.child = child;
   // Nothing of the tree outlives the run.
   running.defer("process group", () => signalGroup(child.pid, "SIGKILL"));
-  if (child.pid !== undefined) {
-    const watchdog = startGroupWatchdog(child.pid, command.runDir);
-    running.defer("watchdog", () => watchdog.stop());
-  }
+  if (child.pid !== undefined) run.watchdog?.arm(child.pid, command.runDir);
   if (outputLimit !== undefined) {
     let lines = 0;
     const count = (target: NodeJS.WriteStream) => (chunk: Buffer) => {
@@ -434,6 +432,9 @@ async function superviseCommand(
   resources: CleanupStack,
 ): Promise<number> {
   const { plan } = run;
+  const watchdog = startGroupWatchdog();
+  running.defer("watchdog", () => watchdog.stop());
+  run.watchdog = watchdog;
   const { audit } = openStores(run, resources);
   const runDir = makeRunDir(plan, resources);
   const { proxy, proxySocket } = await startRunProxy(run, runDir, running);
