@@ -81,6 +81,7 @@ export const ERROR_CODES = {
   ERR_RUN_NO_COMMAND: usage,
   ERR_RUN_UPSTREAM_CA: usage,
   ERR_RUN_SPAWN: failure,
+  ERR_RUN_PORT_IN_USE: failure,
   ERR_ISOLATE_UNSUPPORTED: failure,
   ERR_ISOLATE_UNAVAILABLE: failure,
   ERR_ISOLATE_SETUP: failure,
@@ -91,6 +92,8 @@ export const ERROR_CODES = {
   ERR_RUN_STOPPED_REQUEST_LIMIT_EXCEEDED: policyStop,
   ERR_RUN_STOPPED_MAX_OUTPUT_LINES: policyStop,
   ERR_RUN_STOPPED_BUDGET_EXCEEDED: policyStop,
+  ERR_RUN_STOPPED_AUDIT_WRITE: policyStop,
+  ERR_RUN_STOPPED_LEDGER_WRITE: policyStop,
 } as const satisfies Readonly<Record<`ERR_${string}`, ExitStatus>>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

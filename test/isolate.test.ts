@@ -4,6 +4,7 @@ import { createSocket } from "node:dgram";
 import {
   chmodSync,
   chownSync,
+  existsSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -16,6 +17,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import { CLI } from "./helpers/cli.js";
+import { waitFor } from "./helpers/processes.js";
 import { startOrigin, type Origin } from "./helpers/origin.js";
 
 /**
@@ -163,6 +165,21 @@ function strays(argv: string): string[] {
     });
 }
 
+/** Live processes whose command line mentions `marker` (zombies are gone already). */
+function carrying(marker: string): string[] {
+  return readdirSync("/proc").filter((p) => {
+    try {
+      return (
+        /^\d+$/.test(p) &&
+        readFileSync(`/proc/${p}/cmdline`, "utf8").includes(marker) &&
+        !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${p}/stat`, "utf8"))
+      );
+    } catch {
+      return false;
+    }
+  });
+}
+
 before(async () => {
   origin = await startOrigin(["allowed.test"]);
   canary = createServer((s) => {
@@ -222,7 +239,8 @@ for (const [method, recorded] of methods)
           (JSON.parse(String(out["denied"])) as { deny_reason: string }).deny_reason,
           "domain_not_allowed",
         );
-        await new Promise((res) => setTimeout(res, 200));
+        // The probe's attempts ended before it printed; a datagram sent on the host would have
+        // arrived long before the run's exit, like the probe's own to the listener.
         assert.equal(canaryHits, hitsBefore, "the host loopback listener saw no connection");
         assert.equal(udpHits, 0, "the host UDP port saw no datagram");
         const audit = readFileSync(
@@ -251,13 +269,11 @@ for (const [method, recorded] of methods)
         // Unique, so a concurrent run of this suite cannot be mistaken for ours.
         const marker = `sleep ${300 + Math.floor(Math.random() * 1_000_000)}`;
         const running = runIsolated(h, ["sh", "-c", `${marker} & while true; do sleep 0.1; done`]);
-        for (let i = 0; i < 100 && strays(marker).length === 0; i++)
-          await new Promise((res) => setTimeout(res, 50));
+        await waitFor("the isolated command to start", () => strays(marker).length > 0);
         vallignus(h, ["auth", "revoke-token", "--jti", h.jti]);
         const r = await running;
         assert.equal(r.status, 4, `${r.stderr} // ${r.stdout}`);
-        await new Promise((res) => setTimeout(res, 300));
-        assert.deepEqual(strays(marker), []);
+        await waitFor("the isolated command to end", () => strays(marker).length === 0);
         assert.deepEqual(
           readdirSync("/proc").filter((p) => {
             try {
@@ -272,6 +288,46 @@ for (const [method, recorded] of methods)
           }),
           [],
         );
+      });
+
+      test("kill -9 of vallignus leaves nothing of the isolated command, grandchild included", async () => {
+        // Unique, so a concurrent run of this suite cannot be mistaken for ours.
+        const marker = `${700_000 + Math.floor(Math.random() * 1_000_000)}`;
+        const beat = join(h.root, `beat-${marker}`);
+        const [program, ...rest] = [
+          ...h.asUser,
+          process.execPath,
+          h.cli,
+          "run",
+          "--isolate",
+          "--",
+          "sh",
+          "-c",
+          `(while :; do date > ${beat}; sleep 0.1; done) & sleep ${marker}`,
+        ];
+        // The revocation test above revoked the harness's token.
+        const token = vallignus(h, [
+          "auth",
+          "issue-token",
+          "--agent-id",
+          "iso",
+          "--policy-id",
+          "iso",
+        ]);
+        const child = spawn(program, rest, {
+          env: { ...h.env, VALLIGNUS_TOKEN: token.trim() },
+          stdio: "ignore",
+        });
+        const closed = new Promise((done) => child.on("close", done));
+        await waitFor("the isolated command and its grandchild", () => existsSync(beat));
+        await waitFor("the command's processes", () => carrying(marker).length >= 3);
+        // setpriv execs vallignus: this pid is vallignus itself.
+        const killedAt = Date.now();
+        child.kill("SIGKILL");
+        await closed;
+        await waitFor("every process of the command to end", () => carrying(marker).length === 0);
+        const elapsed = Date.now() - killedAt;
+        assert.ok(elapsed < 1500, `the command outlived vallignus by ${elapsed} ms`);
       });
     });
   }

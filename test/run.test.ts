@@ -12,6 +12,7 @@ import {
   type CliResult,
   type TempHome,
 } from "./helpers/cli.js";
+import { isRunning, waitFor } from "./helpers/processes.js";
 import { startOrigin, type Origin } from "./helpers/origin.js";
 
 let origin: Origin;
@@ -49,13 +50,25 @@ function auditLines(): Record<string, unknown>[] {
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
-/** A zombie waiting for init to reap it no longer runs. */
-function isRunning(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
+/** The audit log's lines from `home` (none yet if there is no log). */
+function homeAudit(home: string): Record<string, unknown>[] {
+  const path = join(home, "audit", "audit.jsonl");
+  if (!existsSync(path)) return [];
+  return readFileSync(path, "utf8")
+    .trim()
+    .split("\n")
+    .filter((line) => line !== "")
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/**
+ * How long after `since` the run recorded `event`: measured by the supervisor's own clock in
+ * the audit log, not by this process's, which a loaded machine delays.
+ */
+function msUntilEvent(home: string, event: string, since: string): number {
+  const line = homeAudit(home).find((l) => l["event"] === event);
+  assert.ok(line, `no ${event} in the audit log`);
+  return Date.parse(String(line["ts"])) - Date.parse(since);
 }
 
 const DENY_FIELDS = ["decision", "agent_id", "owner", "policy_id", "policy_version", "deny_reason"];
@@ -278,21 +291,20 @@ describe("the supervisor", () => {
       let stderr = "";
       child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
       const exited = new Promise<number | null>((done) => child.on("close", done));
-      for (let i = 0; i < 100 && !existsSync(pidFile); i++)
-        await new Promise((r) => setTimeout(r, 50));
-      const revokedAt = Date.now();
+      await waitFor("the grandchild's pid file", () => existsSync(pidFile));
       local.ok("auth", "revoke-token", "--jti", jti);
       const status = await exited;
-      const elapsed = Date.now() - revokedAt;
       assert.equal(status, 4);
-      assert.ok(
-        elapsed < 1500 + 400,
-        `stopped ${elapsed} ms after the revocation command returned`,
-      );
+      const revokedAt = (
+        JSON.parse(readFileSync(join(local.home, "revoked", `${jti}.json`), "utf8")) as {
+          revoked_at: string;
+        }
+      ).revoked_at;
+      const elapsed = msUntilEvent(local.home, "token_revoked_live", revokedAt);
+      assert.ok(elapsed < 1500, `stopped ${elapsed} ms after the revocation was written`);
       assert.match(stderr, /token was revoked/);
       const grandchild = Number(readFileSync(pidFile, "utf8"));
-      await new Promise((r) => setTimeout(r, 100));
-      assert.ok(!isRunning(grandchild), `grandchild ${grandchild} still runs`);
+      await waitFor(`grandchild ${grandchild} to end`, () => !isRunning(grandchild));
     } finally {
       local.cleanup();
     }
@@ -324,12 +336,16 @@ describe("the supervisor", () => {
       let stderr = "";
       child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
       const exited = new Promise<number | null>((done) => child.on("close", done));
-      await new Promise((r) => setTimeout(r, 600));
-      const disabledAt = Date.now();
+      // Disabled once the run has started (its run_start is written), not before.
+      await waitFor("the run to start", () =>
+        homeAudit(local.home).some((l) => l["event"] === "run_start"),
+      );
+      const disabledAt = new Date().toISOString();
       local.ok("auth", "disable-agent", "--agent-id", "a2");
       const status = await exited;
       assert.equal(status, 4);
-      assert.ok(Date.now() - disabledAt < 1500 + 400);
+      const elapsed = msUntilEvent(local.home, "agent_disabled_live", disabledAt);
+      assert.ok(elapsed < 1500, `stopped ${elapsed} ms after the agent was disabled`);
       assert.match(stderr, /agent was disabled/);
       const events = readFileSync(join(local.home, "audit", "audit.jsonl"), "utf8");
       assert.match(events, /"event":"agent_disabled_live"/);
@@ -357,7 +373,9 @@ describe("the supervisor", () => {
       const own = local
         .ok("auth", "issue-token", "--agent-id", "a3", "--policy-id", "p3", "--ttl", "2s")
         .trim();
-      const started = Date.now();
+      const { exp } = (
+        JSON.parse(local.ok("auth", "inspect-token", "--json", own)) as { claims: { exp: number } }
+      ).claims;
       const r = await new Promise<CliResult>((done) => {
         const child = spawn(process.execPath, [CLI, "run", "--", "sleep", "30"], {
           env: { ...local.env, VALLIGNUS_TOKEN: own },
@@ -368,7 +386,13 @@ describe("the supervisor", () => {
       });
       assert.equal(r.status, 4);
       assert.match(r.stderr, /token expired/);
-      assert.ok(Date.now() - started < 5000);
+      // Stopped at the expiry, by the run's own clock: not early, and not long after.
+      const late = msUntilEvent(
+        local.home,
+        "token_expired_live",
+        new Date(exp * 1000).toISOString(),
+      );
+      assert.ok(late >= 0 && late < 1000, `stopped ${late} ms after the expiry`);
     } finally {
       local.cleanup();
     }
@@ -396,7 +420,18 @@ describe("the supervisor", () => {
   test("--max-runtime ends the run with 4", async () => {
     const r = await run(["--max-runtime", "1s", "--", "sleep", "30"]);
     assert.equal(r.status, 4);
-    assert.ok(r.ms < 6000);
+    const lines = auditLines();
+    const stop = lines.findLast(
+      (l) => l["event"] === "limit_reached" && l["reason"] === "max_runtime",
+    );
+    assert.ok(stop, "the stop is audited");
+    const start = lines.find(
+      (l) => l["event"] === "run_start" && l["session_id"] === stop["session_id"],
+    );
+    assert.ok(start, "the run's start is audited");
+    // By the run's own clock: one second after the start, give or take the timer's slack.
+    const ms = Date.parse(String(stop["ts"])) - Date.parse(String(start["ts"]));
+    assert.ok(ms >= 1000 && ms < 2000, `stopped ${ms} ms after the start`);
   });
 
   test("--max-output-lines ends the run with 4", async () => {

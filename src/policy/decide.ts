@@ -15,7 +15,8 @@ export type DenyReason =
   | "token_revoked"
   | "token_expired"
   | "agent_disabled"
-  | "malformed_request";
+  | "malformed_request"
+  | "store_unavailable";
 
 export type Decision =
   { readonly decision: "allow" } | { readonly decision: "deny"; readonly reason: DenyReason };

@@ -18,6 +18,7 @@ export const REASON_TEXT: Record<DenyReason, string> = {
   token_revoked: "the token was revoked",
   token_expired: "the token expired",
   agent_disabled: "the agent was disabled",
+  store_unavailable: "the audit log or the spend ledger cannot be written",
   malformed_request: "the request could not be judged, so it was refused",
 };
 

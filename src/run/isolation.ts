@@ -67,6 +67,80 @@ function diagnose(detail: string): string {
 }
 
 /**
+ * bubblewrap: it brings `lo` up itself and drops every capability; the command keeps its own
+ * uid. Its pid namespace dies with it (--die-with-parent), and with it every process inside.
+ */
+function bwrapPlan(env: NodeJS.ProcessEnv): IsolationPlan {
+  const masks = isolationMasks(env);
+  return {
+    method: "bwrap",
+    launcher: [
+      "bwrap",
+      "--unshare-user",
+      "--unshare-net",
+      "--unshare-pid",
+      "--die-with-parent",
+      "--cap-drop",
+      "ALL",
+      "--bind",
+      "/",
+      "/",
+      "--dev-bind",
+      "/dev",
+      "/dev",
+      ...masks.dirs.filter(isRealDirectory).flatMap((dir) => ["--tmpfs", dir]),
+      ...masks.files
+        .filter((f) => existsSync(f))
+        .flatMap((file) => ["--ro-bind", "/dev/null", file]),
+      "--",
+    ],
+    dropPrefix: [],
+    setupInside: false,
+  };
+}
+
+/**
+ * util-linux unshare. The helper is pid 1 of a new pid namespace (--pid --kill-child): when
+ * unshare dies it is killed, and every process in the namespace with it.
+ */
+function unsharePlans(uid: number, gid: number): IsolationPlan[] {
+  // The command gets its own uid back, in a nested user namespace that owns none of the
+  // namespaces around it: it cannot bring `lo` down, unmount the masks, or setns out.
+  const userns: IsolationPlan = {
+    method: "unshare-userns",
+    launcher: [
+      "unshare",
+      "--user",
+      "--map-root-user",
+      "--net",
+      "--mount",
+      "--pid",
+      "--kill-child",
+      "--",
+    ],
+    dropPrefix: ["unshare", "--user", `--map-user=${uid}`, `--map-group=${gid}`, "--"],
+    setupInside: true,
+  };
+  if (uid !== 0) return [userns];
+  // Root without a working user namespace (no CAP_SETFCAP): new net, mount and pid namespaces,
+  // and the command runs with every capability dropped, so it cannot nsenter back out.
+  const root: IsolationPlan = {
+    method: "unshare-root",
+    launcher: ["unshare", "--net", "--mount", "--pid", "--kill-child", "--"],
+    dropPrefix: [
+      "setpriv",
+      "--bounding-set=-all",
+      "--inh-caps=-all",
+      "--ambient-caps=-all",
+      "--no-new-privs",
+      "--",
+    ],
+    setupInside: true,
+  };
+  return [userns, root];
+}
+
+/**
  * Finds a recipe that really isolates on this machine, or refuses with the cause and the fix.
  * There is no fallback to an unisolated run.
  */
@@ -79,37 +153,10 @@ export function planIsolation(env: NodeJS.ProcessEnv = process.env): IsolationPl
   }
   // For tests and troubleshooting: pick one of the (equally strict) recipes.
   const forced = env["VALLIGNUS_ISOLATE_METHOD"];
-  const uid = process.getuid?.() ?? 0;
-  const gid = process.getgid?.() ?? 0;
   const problems: string[] = [];
 
   if ((forced === undefined || forced === "bwrap") && onPath("bwrap")) {
-    const masks = isolationMasks(env);
-    // bwrap brings `lo` up itself and drops every capability; the command keeps its own uid.
-    const bwrap: IsolationPlan = {
-      method: "bwrap",
-      launcher: [
-        "bwrap",
-        "--unshare-user",
-        "--unshare-net",
-        "--die-with-parent",
-        "--cap-drop",
-        "ALL",
-        "--bind",
-        "/",
-        "/",
-        "--dev-bind",
-        "/dev",
-        "/dev",
-        ...masks.dirs.filter(isRealDirectory).flatMap((dir) => ["--tmpfs", dir]),
-        ...masks.files
-          .filter((f) => existsSync(f))
-          .flatMap((file) => ["--ro-bind", "/dev/null", file]),
-        "--",
-      ],
-      dropPrefix: [],
-      setupInside: false,
-    };
+    const bwrap = bwrapPlan(env);
     const problem = probe(bwrap.launcher, "true");
     if (problem === undefined) return bwrap;
     problems.push(`bwrap: ${problem}`);
@@ -125,34 +172,12 @@ export function planIsolation(env: NodeJS.ProcessEnv = process.env): IsolationPl
         `--isolate needs bubblewrap, or ${missing.join(", ")} (Debian: apt-get install bubblewrap, or util-linux iproute2 mount); nothing was started`,
       );
     }
-    // The command gets its own uid back, in a nested user namespace that owns none of the
-    // namespaces around it: it cannot bring `lo` down, unmount the masks, or setns out.
-    const userns: IsolationPlan = {
-      method: "unshare-userns",
-      launcher: ["unshare", "--user", "--map-root-user", "--net", "--mount", "--kill-child", "--"],
-      dropPrefix: ["unshare", "--user", `--map-user=${uid}`, `--map-group=${gid}`, "--"],
-      setupInside: true,
-    };
-    const usernsProblem = probe(userns.launcher);
-    if (usernsProblem === undefined) return userns;
-    problems.push(usernsProblem);
-    if (uid === 0) {
-      // Root without a working user namespace (no CAP_SETFCAP): new net and mount namespaces,
-      // and the command runs with every capability dropped, so it cannot nsenter back out.
-      const root: IsolationPlan = {
-        method: "unshare-root",
-        launcher: ["unshare", "--net", "--mount", "--kill-child", "--"],
-        dropPrefix: [
-          "setpriv",
-          "--bounding-set=-all",
-          "--inh-caps=-all",
-          "--ambient-caps=-all",
-          "--no-new-privs",
-          "--",
-        ],
-        setupInside: true,
-      };
-      if (probe(root.launcher) === undefined && onPath("setpriv")) return root;
+    for (const plan of unsharePlans(process.getuid?.() ?? 0, process.getgid?.() ?? 0)) {
+      if (plan.method === "unshare-root" && !onPath("setpriv")) continue;
+      const problem = probe(plan.launcher);
+      if (problem === undefined) return plan;
+      // The root recipe only runs when the user namespace failed: that failure is the cause.
+      if (plan.method === "unshare-userns") problems.push(problem);
     }
   }
   throw new VallignusError(

@@ -104,6 +104,8 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 child.on("error", (err) => fail(`cannot start ${program}: ${err.message}`));
 child.on("exit", (code, signal) => {
   if (signal !== null) {
+    // As pid 1 of its namespace (unshare --pid) a signal to itself is ignored: say it instead.
+    if (process.pid === 1) process.exit(128 + constants.signals[signal]);
     // Die of the same signal, so the exit status outside says what happened.
     process.removeAllListeners(signal);
     process.kill(process.pid, signal);

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSecureContext, rootCertificates, type SecureContext } from "node:tls";
@@ -20,10 +20,11 @@ import {
   summarizeCommand,
   writeSessionRecord,
   type DecisionFields,
+  type RunIdentity,
 } from "../audit/index.js";
-import { errorLine, VallignusError, type ErrorCode } from "../errors.js";
-import { meteredProviderFor, openLedger } from "../metering/index.js";
-import { compilePolicy, parseUsdToNano, type DenyReason } from "../policy/index.js";
+import { errorLine, isErrnoException, VallignusError } from "../errors.js";
+import { meteredProviderFor, openLedger, type Ledger } from "../metering/index.js";
+import { compilePolicy, parseUsdToNano, type CompiledPolicy } from "../policy/index.js";
 import {
   createGatekeeper,
   createMeteredHandler,
@@ -31,7 +32,17 @@ import {
   type ResolveOverride,
 } from "../proxy/index.js";
 import { buildChildEnv } from "./child-env.js";
-import { HELPER_PATH, INNER_PROXY_PORT, isolationMasks, planIsolation } from "./isolation.js";
+import { CleanupStack } from "./cleanup-stack.js";
+import {
+  HELPER_PATH,
+  INNER_PROXY_PORT,
+  isolationMasks,
+  planIsolation,
+  type IsolationPlan,
+} from "./isolation.js";
+import { setLongTimeout } from "./long-timer.js";
+import { signalGroup, startGroupWatchdog, type GroupWatchdog } from "./process-group.js";
+import { RunStop, type StopReason } from "./run-stop.js";
 
 export interface RunOptions {
   readonly token: string;
@@ -49,39 +60,8 @@ export interface RunOptions {
   readonly onBudget: "stop" | "deny";
 }
 
-/** How long the process group has between SIGTERM and SIGKILL when policy ends a run. */
-const STOP_GRACE_MS = 2000;
 /** The fallback poll for revocation and disabling (file watching is the fast path). */
 const LIVE_POLL_MS = 250;
-
-const STOP_TEXT: Record<string, string> = {
-  token_revoked: "the token was revoked",
-  token_expired: "the token expired",
-  agent_disabled: "the agent was disabled",
-  max_runtime: "the run's --max-runtime passed",
-  request_limit_exceeded: "the request limit was reached",
-  max_output_lines: "the run's --max-output-lines was reached",
-  budget_exceeded: "the spend budget cannot pay for another request",
-};
-
-type StopReason =
-  | "token_revoked"
-  | "token_expired"
-  | "agent_disabled"
-  | "max_runtime"
-  | "request_limit_exceeded"
-  | "max_output_lines"
-  | "budget_exceeded";
-
-const STOP_CODES: Record<StopReason, ErrorCode> = {
-  token_revoked: "ERR_RUN_STOPPED_TOKEN_REVOKED",
-  token_expired: "ERR_RUN_STOPPED_TOKEN_EXPIRED",
-  agent_disabled: "ERR_RUN_STOPPED_AGENT_DISABLED",
-  max_runtime: "ERR_RUN_STOPPED_MAX_RUNTIME",
-  request_limit_exceeded: "ERR_RUN_STOPPED_REQUEST_LIMIT_EXCEEDED",
-  max_output_lines: "ERR_RUN_STOPPED_MAX_OUTPUT_LINES",
-  budget_exceeded: "ERR_RUN_STOPPED_BUDGET_EXCEEDED",
-};
 
 /** `--upstream-ca FILE`: extra PEM roots the proxy trusts as a TLS client. */
 function readUpstreamCa(path: string): string {
@@ -100,25 +80,43 @@ function readUpstreamCa(path: string): string {
   return text;
 }
 
-/** What a stopped run's requests are denied with. */
-function denyReasonFor(stop: StopReason): DenyReason {
-  return stop === "max_runtime" || stop === "max_output_lines" ? "request_limit_exceeded" : stop;
-}
-
 function signalNumber(signal: NodeJS.Signals): number {
   return osConstants.signals[signal];
 }
 
-/**
- * `vallignus run`: verifies the token exactly as `auth verify-token` does, starts the proxy,
- * runs the command in its own process group, enforces live authority and limits, and returns
- * the exit status (the child's, 128+signal, or 4 when policy stopped the run).
- */
-export async function runSupervised(
-  home: Home,
-  options: RunOptions,
-  now: () => Date,
-): Promise<number> {
+type Claims = Awaited<ReturnType<typeof requireValidToken>>;
+
+/** What a run is decided from, all checked before anything is started. */
+interface RunPlan {
+  readonly home: Home;
+  readonly options: RunOptions;
+  readonly now: () => Date;
+  readonly claims: Claims;
+  readonly isolation: IsolationPlan | undefined;
+  readonly policyVersion: ReturnType<typeof getPolicyVersion>;
+  readonly policy: CompiledPolicy;
+  readonly ca: ReturnType<typeof loadLocalCa>;
+  readonly budgetNano: number;
+  readonly identity: RunIdentity;
+}
+
+/** A run's moving parts, filled in as they are started. */
+interface LiveRun {
+  readonly plan: RunPlan;
+  readonly stop: RunStop;
+  readonly counts: { allowed: number; denied: number };
+  readonly startedAt: Date;
+  /** Set once run_start is written: only a started run gets run_end and a closed session. */
+  started: boolean;
+  allowedCount: () => number;
+  audit?: AuditLog;
+  ledger?: Ledger;
+  proxy?: Awaited<ReturnType<typeof startProxy>>;
+  child?: ChildProcess;
+  watchdog?: GroupWatchdog;
+}
+
+async function planRun(home: Home, options: RunOptions, now: () => Date): Promise<RunPlan> {
   const claims = await requireValidToken(home, options.token, now());
   // Decided before anything starts: --isolate either isolates or refuses to run.
   const isolation = options.isolate ? planIsolation() : undefined;
@@ -131,59 +129,85 @@ export async function runSupervised(
     );
   const policy = compilePolicy(policyVersion);
   const ca = loadLocalCa(home);
-  const [program] = options.command;
-  if (program === undefined)
+  if (options.command[0] === undefined)
     throw new VallignusError("ERR_RUN_NO_COMMAND", "run: give a command after --");
-
-  const sessionId = newSessionId(now());
   const identity = {
-    session_id: sessionId,
+    session_id: newSessionId(now()),
     agent_id: claims.agent_id,
     owner: claims.owner,
     policy_id: claims.policy_id,
     policy_version: claims.policy_version,
     jti: claims.jti,
   };
-  const audit = AuditLog.open(home, now);
-  // Decisions are queued and written once per event-loop turn; lifecycle events go at once.
-  const counts = { allowed: 0, denied: 0 };
-  const decisions = {
-    append: (record: DecisionFields) => {
-      const denied = record.decision === "deny";
-      if (denied) counts.denied++;
-      else counts.allowed++;
-      audit.enqueue(record, denied);
-    },
-  };
-  // Under --isolate, /run is masked inside the namespace: the run's socket must live elsewhere.
-  const base = isolation !== undefined && /^\/(var\/)?run(\/|$)/.test(tmpdir()) ? "/tmp" : tmpdir();
-  const runDir = mkdtempSync(join(base, "vallignus-run-"));
-  const caBundle = join(runDir, "ca-bundle.pem");
-  writeFileSync(caBundle, `${[...rootCertificates, ca.certPem.trim()].join("\n")}\n`, {
-    mode: 0o644,
-  });
-
-  let stop: StopReason | undefined;
-  const tree: { child?: ChildProcess } = {};
-  const timers: NodeJS.Timeout[] = [];
-  const watchers: FSWatcher[] = [];
-  const startedAt = now();
-
   const budgetNano = parseUsdToNano(policyVersion.max_spend_usd) ?? 0;
+  return { home, options, now, claims, isolation, policyVersion, policy, ca, budgetNano, identity };
+}
+
+/** The audit log and the ledger; a write either cannot do in the background stops the run. */
+function openStores(run: LiveRun, resources: CleanupStack): { audit: AuditLog; ledger: Ledger } {
+  const { home, now, claims, budgetNano, identity } = run.plan;
+  const audit = AuditLog.open(home, now, {
+    onFailure: (err) => run.stop.stop("audit_unwritable", err.message),
+  });
+  resources.defer("audit log", () => {
+    audit.close();
+  });
+  run.audit = audit;
   const ledger = openLedger(home, {
     jti: claims.jti,
     agentId: claims.agent_id,
     policyId: claims.policy_id,
     policyVersion: claims.policy_version,
     budgetNano,
-    owner: { sessionId, pid: process.pid },
+    owner: { sessionId: identity.session_id, pid: process.pid },
+    onFailure: (err) => run.stop.stop("ledger_unwritable", err.message),
   });
-  const upstreamRoots = [
-    ...rootCertificates,
-    ...(options.upstreamCa === undefined ? [] : [readUpstreamCa(options.upstreamCa)]),
-  ];
+  resources.defer("ledger", () => {
+    ledger.close();
+  });
+  run.ledger = ledger;
+  return { audit, ledger };
+}
+
+/** The per-run folder: the CA bundle the command trusts, and the proxy's socket under --isolate. */
+function makeRunDir(plan: RunPlan, resources: CleanupStack): string {
+  // Under --isolate, /run is masked inside the namespace: the run's socket must live elsewhere.
+  const base =
+    plan.isolation !== undefined && /^\/(var\/)?run(\/|$)/.test(tmpdir()) ? "/tmp" : tmpdir();
+  const runDir = mkdtempSync(join(base, "vallignus-run-"));
+  resources.defer("run folder", () => {
+    rmSync(runDir, { recursive: true, force: true });
+  });
+  writeFileSync(
+    join(runDir, "ca-bundle.pem"),
+    `${[...rootCertificates, plan.ca.certPem.trim()].join("\n")}\n`,
+    { mode: 0o644 },
+  );
+  return runDir;
+}
+
+/** Decisions are queued and written once per event-loop turn; lifecycle events go at once. */
+function auditedDecisions(run: LiveRun, audit: AuditLog) {
+  const { counts, stop } = run;
+  return {
+    append: (record: DecisionFields) => {
+      const denied = record.decision === "deny";
+      if (denied) counts.denied++;
+      else counts.allowed++;
+      try {
+        audit.enqueue(record, denied);
+      } catch (err) {
+        // A decision that cannot be recorded: no further request may be decided.
+        stop.stop("audit_unwritable", err instanceof Error ? err.message : undefined);
+      }
+    },
+  };
+}
+
+/** The TLS context the proxy intercepts a metered host with: one leaf per host, made once. */
+function leafContexts(home: Home, ca: RunPlan["ca"], now: () => Date) {
   const contexts = new Map<string, Promise<SecureContext>>();
-  const interceptFor = (host: string): Promise<SecureContext> | undefined => {
+  return (host: string): Promise<SecureContext> | undefined => {
     if (meteredProviderFor(host) === undefined) return undefined;
     let context = contexts.get(host);
     if (context === undefined) {
@@ -194,6 +218,19 @@ export async function runSupervised(
     }
     return context;
   };
+}
+
+/** The proxy with its gatekeeper and metered handler; decisions are counted and audited. */
+async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack) {
+  const { home, options, now, policy, ca, budgetNano, identity, isolation } = run.plan;
+  const { audit, ledger } = { audit: run.audit as AuditLog, ledger: run.ledger as Ledger };
+  const { stop } = run;
+  const decisions = auditedDecisions(run, audit);
+  const upstreamRoots = [
+    ...rootCertificates,
+    ...(options.upstreamCa === undefined ? [] : [readUpstreamCa(options.upstreamCa)]),
+  ];
+  const interceptFor = leafContexts(home, ca, now);
 
   const runLimitRequests = options.maxRequests;
   const gatekeeper = createGatekeeper({
@@ -203,13 +240,14 @@ export async function runSupervised(
     overrides: options.resolve,
     maxRequests: runLimitRequests,
     audit: decisions,
-    stopReason: () => (stop === undefined ? undefined : denyReasonFor(stop)),
-    onRequestLimit: () => stopRun("request_limit_exceeded"),
+    stopReason: () => stop.denyReason(),
+    onRequestLimit: () => stop.stop("request_limit_exceeded"),
     proxyPort: () => proxy.port,
   });
   const innerHandler = createMeteredHandler({
     identity,
     policy,
+    // The ledger batches what one event-loop turn asks for: one lock, one write, one fdatasync.
     ledger: {
       reserve: (amount, meta) => ledger.reserveBatched(amount, meta),
       settle: (id, cost, meta) => ledger.settleBatched(id, cost, meta),
@@ -217,10 +255,10 @@ export async function runSupervised(
     },
     budgetNano,
     audit: decisions,
-    stopReason: () => (stop === undefined ? undefined : denyReasonFor(stop)),
+    stopReason: () => stop.denyReason(),
     takeRequestSlot: () => gatekeeper.takeRequestSlot(),
     onBudgetExhausted: () => {
-      if (options.onBudget === "stop") stopRun("budget_exceeded");
+      if (options.onBudget === "stop") stop.stop("budget_exceeded");
     },
     upstreamRoots,
     now,
@@ -231,11 +269,152 @@ export async function runSupervised(
     gatekeeper,
     innerHandler,
     unixSocket: isolation === undefined ? undefined : proxySocket,
+  }).catch((err: unknown) => {
+    if (isErrnoException(err) && err.code === "EADDRINUSE")
+      throw new VallignusError(
+        "ERR_RUN_PORT_IN_USE",
+        `run: --port ${String(options.port)} is in use`,
+      );
+    throw err;
   });
-  const proxyUrl = `http://127.0.0.1:${isolation === undefined ? proxy.port : INNER_PROXY_PORT}`;
+  run.proxy = proxy;
+  run.allowedCount = () => gatekeeper.allowedCount();
+  running.defer("proxy", async () => {
+    await proxy.close();
+    // Metered calls the closed connections cut short are settled, the ledger written, and
+    // their audit lines queued, before run_end.
+    await innerHandler.finished(2000);
+  });
+  return { proxy, gatekeeper, proxySocket };
+}
 
-  const session = {
-    session_id: sessionId,
+/** Revocation, disabling, expiry and --max-runtime, each ending the run when it happens. */
+function watchAuthority(run: LiveRun, running: CleanupStack): void {
+  const { home, claims, now, options, policyVersion } = run.plan;
+  const { stop } = run;
+  const checkAuthority = (): void => {
+    if (stop.reason !== undefined) return;
+    try {
+      if (findRevocation(home, claims.jti) !== undefined) stop.stop("token_revoked");
+      else if (getAgent(home, claims.agent_id).disabled) stop.stop("agent_disabled");
+    } catch {
+      // State we cannot read is a state we cannot trust: stop (fail closed).
+      stop.stop("token_revoked");
+    }
+  };
+  // A token may live 30 days and a limit longer: beyond setTimeout's 24.8-day range.
+  const expiry = setLongTimeout(
+    () => stop.stop("token_expired"),
+    claims.exp * 1000 - now().getTime(),
+  );
+  running.defer("expiry timer", () => expiry.clear());
+  const runtimeLimits = [
+    options.maxRuntimeSeconds,
+    policyVersion.max_runtime_seconds ?? undefined,
+  ].filter((n): n is number => n !== undefined);
+  if (runtimeLimits.length > 0) {
+    const limit = setLongTimeout(() => stop.stop("max_runtime"), Math.min(...runtimeLimits) * 1000);
+    running.defer("runtime timer", () => limit.clear());
+  }
+  const poll = setInterval(checkAuthority, LIVE_POLL_MS);
+  running.defer("authority poll", () => clearInterval(poll));
+  for (const dir of [home.dir("revoked"), home.dir("agents")]) {
+    try {
+      const watcher = watch(dir, () => checkAuthority());
+      running.defer("authority watcher", () => watcher.close());
+    } catch {
+      // The poll above still notices within LIVE_POLL_MS.
+    }
+  }
+}
+
+/** The command line to spawn: the command itself, or the namespace launcher and its helper. */
+function commandLine(
+  plan: RunPlan,
+  proxyPort: number,
+  runDir: string,
+  proxySocket: string,
+): { argv: readonly string[]; env: NodeJS.ProcessEnv } {
+  const { isolation, options } = plan;
+  const proxyUrl = `http://127.0.0.1:${isolation === undefined ? proxyPort : INNER_PROXY_PORT}`;
+  const env = buildChildEnv(process.env, proxyUrl, join(runDir, "ca-bundle.pem"));
+  if (isolation === undefined) return { argv: options.command, env };
+  // The helper itself starts without the preload; it hands NODE_OPTIONS back to the command.
+  env["VALLIGNUS_CHILD_NODE_OPTIONS"] = env["NODE_OPTIONS"];
+  delete env["NODE_OPTIONS"];
+  const masks = isolationMasks(process.env);
+  const config = {
+    socket: proxySocket,
+    port: INNER_PROXY_PORT,
+    maskDirs: masks.dirs,
+    maskFiles: masks.files,
+    dropPrefix: isolation.dropPrefix,
+    setupInside: isolation.setupInside,
+    command: options.command,
+  };
+  return {
+    argv: [...isolation.launcher, process.execPath, HELPER_PATH, JSON.stringify(config)],
+    env,
+  };
+}
+
+/**
+ * Starts the command in its own process group, tied to this process: the group is killed when
+ * the run ends, and by a watchdog if this process is killed outright.
+ */
+function spawnCommand(
+  run: LiveRun,
+  command: { argv: readonly string[]; env: NodeJS.ProcessEnv; runDir: string },
+  running: CleanupStack,
+): ChildProcess {
+  const [program = "", ...args] = command.argv;
+  const outputLimit = run.plan.options.maxOutputLines;
+  const countOutput = outputLimit !== undefined;
+  const child = spawn(program, args, {
+    stdio: ["inherit", countOutput ? "pipe" : "inherit", countOutput ? "pipe" : "inherit"],
+    env: command.env,
+    detached: true,
+  });
+  run.child = child;
+  // Nothing of the tree outlives the run.
+  running.defer("process group", () => signalGroup(child.pid, "SIGKILL"));
+  if (child.pid !== undefined) run.watchdog?.arm(child.pid, command.runDir);
+  if (outputLimit !== undefined) {
+    let lines = 0;
+    const count = (target: NodeJS.WriteStream) => (chunk: Buffer) => {
+      target.write(chunk);
+      for (const byte of chunk) if (byte === 10) lines++;
+      if (lines > outputLimit) run.stop.stop("max_output_lines");
+    };
+    child.stdout?.on("data", count(process.stdout));
+    child.stderr?.on("data", count(process.stderr));
+  }
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    const relay = () => signalGroup(child.pid, signal);
+    process.on(signal, relay);
+    running.defer(`${signal} relay`, () => process.off(signal, relay));
+  }
+  return child;
+}
+
+/** The command's exit status as a shell reports it (128+signal), or 127 if it never started. */
+function exitOf(child: ChildProcess, program: string): Promise<number> {
+  return new Promise<number>((resolve) => {
+    child.once("error", (err) => {
+      process.stderr.write(errorLine("ERR_RUN_SPAWN", `cannot start ${program}: ${err.message}`));
+      resolve(127);
+    });
+    child.once("exit", (code, signal) => {
+      resolve(signal !== null ? 128 + signalNumber(signal) : (code ?? 1));
+    });
+  });
+}
+
+/** The session's record, written open at the start and closed at the end. */
+function sessionRecord(plan: RunPlan, startedAt: Date) {
+  const { claims, identity, isolation, options } = plan;
+  return {
+    session_id: identity.session_id,
     started_at: startedAt.toISOString(),
     agent_id: claims.agent_id,
     owner: claims.owner,
@@ -246,163 +425,177 @@ export async function runSupervised(
     isolated: isolation !== undefined,
     isolation_method: isolation?.method ?? null,
   };
-  if (!options.noSession) {
-    writeSessionRecord(home, { ...session, ended_at: null, exit_status: null, end_reason: null });
+}
+
+/** A stop for a store that cannot be written: its own failures at the end are expected. */
+function isStorageStop(reason: StopReason | undefined): boolean {
+  return reason === "audit_unwritable" || reason === "ledger_unwritable";
+}
+
+/**
+ * Runs the command under the proxy and returns its exit status, with the stores open. The
+ * `running` stack holds what ends with the command (proxy, timers, the process group); the
+ * caller unwinds it.
+ */
+async function superviseCommand(
+  run: LiveRun,
+  running: CleanupStack,
+  resources: CleanupStack,
+): Promise<number> {
+  const { plan } = run;
+  const watchdog = startGroupWatchdog();
+  running.defer("watchdog", () => watchdog.stop());
+  run.watchdog = watchdog;
+  const { audit } = openStores(run, resources);
+  const runDir = makeRunDir(plan, resources);
+  const { proxy, proxySocket } = await startRunProxy(run, runDir, running);
+  if (!plan.options.noSession) {
+    const session = sessionRecord(plan, run.startedAt);
+    writeSessionRecord(plan.home, {
+      ...session,
+      ended_at: null,
+      exit_status: null,
+      end_reason: null,
+    });
   }
   audit.append({
     event: "run_start",
-    ...identity,
+    ...plan.identity,
     proxy_port: proxy.port,
-    isolated: isolation !== undefined,
-    isolation_method: isolation?.method ?? null,
+    isolated: plan.isolation !== undefined,
+    isolation_method: plan.isolation?.method ?? null,
   });
+  run.started = true;
+  watchAuthority(run, running);
+  // A store that failed while starting has stopped the run already: the command never starts.
+  if (run.stop.reason !== undefined) return 4;
+  const command = { ...commandLine(plan, proxy.port, runDir, proxySocket), runDir };
+  const child = spawnCommand(run, command, running);
+  const status = await exitOf(child, plan.options.command[0] ?? "");
+  await running.unwind();
+  return status;
+}
 
-  function killGroup(signal: NodeJS.Signals): void {
-    const pid = tree.child?.pid;
-    if (pid === undefined) return;
+/** run_end and the closed session record; a store that failed is not asked again. */
+function recordEnd(run: LiveRun, status: number): number {
+  const { plan, stop } = run;
+  const exitStatus = stop.reason !== undefined ? 4 : status;
+  const reason = stop.reason ?? "exited";
+  // After a store failed, the other one is still written; the failed one is not asked again.
+  const tolerate = (step: () => void): void => {
     try {
-      process.kill(-pid, signal);
-    } catch {
-      // The group is already gone.
+      step();
+    } catch (err) {
+      if (!isStorageStop(stop.reason)) throw err;
     }
-  }
-
-  function stopRun(reason: StopReason): void {
-    if (stop !== undefined) return;
-    stop = reason;
-    process.stderr.write(
-      errorLine(STOP_CODES[reason], `run stopped: ${STOP_TEXT[reason] ?? reason}`),
-    );
-    const event =
-      reason === "token_revoked"
-        ? "token_revoked_live"
-        : reason === "agent_disabled"
-          ? "agent_disabled_live"
-          : reason === "token_expired"
-            ? "token_expired_live"
-            : reason === "budget_exceeded"
-              ? "budget_exhausted"
-              : "limit_reached";
-    audit.enqueue({ event, ...identity, reason }, true);
-    proxy.dropConnections();
-    killGroup("SIGTERM");
-    const kill = setTimeout(() => killGroup("SIGKILL"), STOP_GRACE_MS);
-    kill.unref();
-  }
-
-  function checkAuthority(): void {
-    if (stop !== undefined) return;
-    try {
-      if (findRevocation(home, claims.jti) !== undefined) stopRun("token_revoked");
-      else if (getAgent(home, claims.agent_id).disabled) stopRun("agent_disabled");
-    } catch {
-      // State we cannot read is a state we cannot trust: stop (fail closed).
-      stopRun("token_revoked");
-    }
-  }
-
-  const msToExpiry = claims.exp * 1000 - now().getTime();
-  timers.push(setTimeout(() => stopRun("token_expired"), Math.max(0, msToExpiry)));
-  const runtimeLimits = [
-    options.maxRuntimeSeconds,
-    policyVersion.max_runtime_seconds ?? undefined,
-  ].filter((n): n is number => n !== undefined);
-  if (runtimeLimits.length > 0) {
-    timers.push(setTimeout(() => stopRun("max_runtime"), Math.min(...runtimeLimits) * 1000));
-  }
-  timers.push(setInterval(checkAuthority, LIVE_POLL_MS));
-  for (const dir of [home.dir("revoked"), home.dir("agents")]) {
-    try {
-      watchers.push(watch(dir, () => checkAuthority()));
-    } catch {
-      // The poll above still notices within LIVE_POLL_MS.
-    }
-  }
-
-  const env = buildChildEnv(process.env, proxyUrl, caBundle);
-  let argv: readonly string[] = options.command;
-  if (isolation !== undefined) {
-    // The helper itself starts without the preload; it hands NODE_OPTIONS back to the command.
-    env["VALLIGNUS_CHILD_NODE_OPTIONS"] = env["NODE_OPTIONS"];
-    delete env["NODE_OPTIONS"];
-    const masks = isolationMasks(process.env);
-    const config = {
-      socket: proxySocket,
-      port: INNER_PROXY_PORT,
-      maskDirs: masks.dirs,
-      maskFiles: masks.files,
-      dropPrefix: isolation.dropPrefix,
-      setupInside: isolation.setupInside,
-      command: options.command,
-    };
-    argv = [...isolation.launcher, process.execPath, HELPER_PATH, JSON.stringify(config)];
-  }
-  const [spawnProgram = program, ...spawnArgs] = argv;
-  const outputLimit = options.maxOutputLines;
-  const countOutput = outputLimit !== undefined;
-  const spawned = spawn(spawnProgram, spawnArgs, {
-    stdio: ["inherit", countOutput ? "pipe" : "inherit", countOutput ? "pipe" : "inherit"],
-    env,
-    detached: true,
-  });
-  tree.child = spawned;
-  if (outputLimit !== undefined) {
-    let lines = 0;
-    const limit = outputLimit;
-    const count = (target: NodeJS.WriteStream) => (chunk: Buffer) => {
-      target.write(chunk);
-      for (const byte of chunk) if (byte === 10) lines++;
-      if (lines > limit) stopRun("max_output_lines");
-    };
-    spawned.stdout?.on("data", count(process.stdout));
-    spawned.stderr?.on("data", count(process.stderr));
-  }
-
-  const relay = (signal: NodeJS.Signals) => () => killGroup(signal);
-  const relays = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map((signal) => {
-    const handler = relay(signal);
-    process.on(signal, handler);
-    return [signal, handler] as const;
-  });
-
-  const status = await new Promise<number>((resolve) => {
-    spawned.once("error", (err) => {
-      process.stderr.write(errorLine("ERR_RUN_SPAWN", `cannot start ${program}: ${err.message}`));
-      resolve(127);
-    });
-    spawned.once("exit", (code, signal) => {
-      resolve(signal !== null ? 128 + signalNumber(signal) : (code ?? 1));
-    });
-  });
-
-  // Nothing of the tree outlives the run.
-  killGroup("SIGKILL");
-  for (const [signal, handler] of relays) process.off(signal, handler);
-  for (const timer of timers) clearTimeout(timer);
-  for (const watcher of watchers) watcher.close();
-  await proxy.close();
-  // Metered calls the closed connections cut short are settled, the ledger written, and their
-  // audit lines queued, before run_end.
-  await innerHandler.finished(2000);
-  const exitStatus = stop !== undefined ? 4 : status;
-  audit.append({
-    event: "run_end",
-    ...identity,
-    exit_status: exitStatus,
-    reason: stop ?? "exited",
-    requests_allowed: gatekeeper.allowedCount(),
-  });
-  audit.close();
-  ledger.close();
-  if (!options.noSession) {
-    writeSessionRecord(home, {
-      ...session,
-      ended_at: now().toISOString(),
+  };
+  tolerate(() => {
+    run.audit?.append({
+      event: "run_end",
+      ...plan.identity,
       exit_status: exitStatus,
-      end_reason: stop ?? "exited",
-      ...counts,
+      reason,
+      requests_allowed: run.allowedCount(),
+    });
+    run.audit?.close();
+  });
+  if (!plan.options.noSession) {
+    tolerate(() => {
+      writeSessionRecord(plan.home, {
+        ...sessionRecord(plan, run.startedAt),
+        ended_at: plan.now().toISOString(),
+        exit_status: exitStatus,
+        end_reason: reason,
+        ...run.counts,
+      });
     });
   }
-  rmSync(runDir, { recursive: true, force: true });
   return exitStatus;
+}
+
+/** The store a failure belongs to, when it is a store that cannot be written. */
+function storageStopFor(err: unknown): StopReason | undefined {
+  if (!(err instanceof VallignusError)) return undefined;
+  if (err.code.startsWith("ERR_AUDIT_")) return "audit_unwritable";
+  if (err.code.startsWith("ERR_LEDGER_")) return "ledger_unwritable";
+  return undefined;
+}
+
+/**
+ * The last resort: an error nothing caught, anywhere in this process while the command runs,
+ * must not leave the command running. The group is killed first, then everything released
+ * that can be released at once; one line names the cause; exit 4 for a store that cannot be
+ * written (a stop), 1 otherwise.
+ */
+function installLastResort(run: LiveRun, running: CleanupStack, resources: CleanupStack) {
+  const handler = (err: unknown): void => {
+    signalGroup(run.child?.pid, "SIGKILL");
+    const storage = storageStopFor(err);
+    const message = err instanceof Error ? err.message : String(err);
+    if (storage !== undefined) run.stop.stop(storage, message);
+    else if (run.stop.reason === undefined)
+      process.stderr.write(errorLine("ERR_INTERNAL", `run stopped: internal error: ${message}`));
+    running.unwindNow();
+    resources.unwindNow();
+    process.exit(run.stop.reason !== undefined ? 4 : 1);
+  };
+  process.on("uncaughtException", handler);
+  process.on("unhandledRejection", handler);
+  return () => {
+    process.off("uncaughtException", handler);
+    process.off("unhandledRejection", handler);
+  };
+}
+
+function createRun(plan: RunPlan): LiveRun {
+  const run: LiveRun = {
+    plan,
+    counts: { allowed: 0, denied: 0 },
+    startedAt: plan.now(),
+    started: false,
+    allowedCount: () => 0,
+    stop: new RunStop({
+      report: (line) => process.stderr.write(line),
+      // Queued (and made durable with its batch): a stop never waits for the audit lock.
+      record: (event, reason) => run.audit?.enqueue({ event, ...plan.identity, reason }, true),
+      dropConnections: () => run.proxy?.dropConnections(),
+      signalGroup: (signal) => signalGroup(run.child?.pid, signal),
+      later: (fn, ms) => setTimeout(fn, ms).unref(),
+    }),
+  };
+  return run;
+}
+
+/**
+ * `vallignus run`: verifies the token exactly as `auth verify-token` does, starts the proxy,
+ * runs the command in its own process group, enforces live authority and limits, and returns
+ * the exit status (the child's, 128+signal, or 4 when the run was stopped). Whatever fails,
+ * every resource is released in reverse order of acquisition and the command is not left
+ * running.
+ */
+export async function runSupervised(
+  home: Home,
+  options: RunOptions,
+  now: () => Date,
+): Promise<number> {
+  const run = createRun(await planRun(home, options, now));
+  // What ends with the command (proxy, timers, process group), and what outlives it until
+  // run_end is written (stores, run folder).
+  const running = new CleanupStack();
+  const resources = new CleanupStack();
+  const removeLastResort = installLastResort(run, running, resources);
+  let status: number | undefined;
+  try {
+    status = await superviseCommand(run, running, resources);
+    if (run.started) status = recordEnd(run, status);
+  } finally {
+    await running.unwind();
+    const failures = await resources.unwind();
+    removeLastResort();
+    const failure = failures[0]?.cause;
+    if (status !== undefined && failure !== undefined && !isStorageStop(run.stop.reason))
+      // eslint-disable-next-line no-unsafe-finally -- a store that failed to close is the run's error
+      throw failure instanceof Error ? failure : new Error("a resource could not be released");
+  }
+  return status;
 }
