@@ -12,6 +12,8 @@ import { CLI, makeQuickstartHome, type TempHome } from "./helpers/cli.js";
 let home: TempHome & { token: string };
 let echo: Server;
 let flood: Server;
+let burst: Server;
+const BURST_BYTES = 16 * 1024 * 1024;
 /** Bytes the flood server managed to hand to the kernel before the tunnel stopped taking more. */
 let floodWritten = 0;
 const FLOOD_CAP = 256 * 1024 * 1024;
@@ -39,12 +41,21 @@ before(async () => {
     socket.on("error", () => socket.destroy());
     pump();
   });
-  home = makeQuickstartHome(`tunnel.test:${portOf(echo)},tunnel.test:${portOf(flood)}`);
+  // Writes BURST_BYTES and closes at once: whatever the proxy still holds for the client must
+  // reach it all the same.
+  burst = await listen((socket) => {
+    socket.on("error", () => socket.destroy());
+    socket.end(Buffer.alloc(BURST_BYTES, 9));
+  });
+  home = makeQuickstartHome(
+    [echo, flood, burst].map((server) => `tunnel.test:${portOf(server)}`).join(","),
+  );
 });
 
 after(() => {
   echo.close();
   flood.close();
+  burst.close();
   home.cleanup();
 });
 
@@ -53,7 +64,7 @@ function runScript(
   script: string,
   args: string[],
 ): Promise<{ status: number | null; out: string }> {
-  const resolves = [portOf(echo), portOf(flood)].flatMap((p) => [
+  const resolves = [portOf(echo), portOf(flood), portOf(burst)].flatMap((p) => [
     "--resolve",
     `tunnel.test:${p}:127.0.0.1`,
   ]);
@@ -150,4 +161,22 @@ setTimeout(() => { console.log("waited"); process.exit(0); }, 1000);
   // never the whole 256 MiB.
   assert.ok(floodWritten > 0, "the flood server wrote nothing");
   assert.ok(floodWritten < 64 * 1024 * 1024, `${floodWritten} bytes left the flood server`);
+});
+
+test("an upstream that closes while the proxy still holds its last bytes: the client gets them all", async () => {
+  const script = `${OPEN_TUNNEL}
+// A slow reader: the proxy still holds the end of the burst when the upstream has sent it all
+// and closed.
+let got = 0;
+tunnel.on("data", (d) => {
+  got += d.length;
+  tunnel.pause();
+  setTimeout(() => tunnel.resume(), 5);
+});
+tunnel.on("close", () => console.log(JSON.stringify({ got })));
+tunnel.resume();
+`;
+  const { status, out } = await runScript(script, [String(portOf(burst))]);
+  assert.equal(status, 0, out);
+  assert.deepEqual(JSON.parse(out), { got: BURST_BYTES });
 });

@@ -31,6 +31,20 @@ function relayBoth(client: Duplex, upstream: Socket, entry: InFlight): void {
   relay(client, upstream, (n) => (entry.bytesOut += n));
 }
 
+/**
+ * Closes a side once what it still holds for its reader is written. A side whose peer ended was
+ * ended by the relay, and may still buffer the peer's last bytes: destroying it at once would cut
+ * them off (a download short of its end). A reader that never reads is cut when the run ends.
+ */
+function closeWhenFlushed(socket: Duplex): void {
+  if (socket.writableEnded && !socket.writableFinished && !socket.destroyed) {
+    socket.once("finish", () => socket.destroy());
+    socket.once("error", () => socket.destroy());
+  } else {
+    socket.destroy();
+  }
+}
+
 /** Ends both sides when either closes, and records the end with `status()`. */
 function closeTogether(
   client: Duplex,
@@ -40,8 +54,8 @@ function closeTogether(
   status: () => number,
 ): void {
   const done = () => {
-    upstream.destroy();
-    client.destroy();
+    closeWhenFlushed(upstream);
+    closeWhenFlushed(client);
     entry.finish(judgement, status());
   };
   upstream.once("close", done);
