@@ -15,6 +15,7 @@ import {
   resolveHomeDir,
 } from "../src/authority/index.js";
 import { signToken, verifyToken, type TokenAuthorityView } from "../src/tokens/index.js";
+import { NO_RULES } from "../test/helpers/policy-rules.js";
 
 const WARM_UP_SECONDS = 0.3;
 const RUN_SECONDS = 1;
@@ -91,16 +92,7 @@ try {
   createPolicy(
     home,
     subject.policyId,
-    {
-      max_spend_usd: "5",
-      allowed_domains: ["api.openai.com", "*.example.com"],
-      denied_domains: [],
-      allowed_models: null,
-      max_requests: null,
-      max_runtime_seconds: null,
-      allow_private_networks: false,
-      prices: {},
-    },
+    { ...NO_RULES, max_spend_usd: "5", allowed_domains: ["api.openai.com", "*.example.com"] },
     now,
   );
   const homeToken = (

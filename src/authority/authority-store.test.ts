@@ -11,6 +11,7 @@ import type { Agent } from "./agents.js";
 import { authorityViewOf, issueTokenFrom } from "./authority.js";
 import { fileAuthorityStore, type AuthorityStore } from "./authority-store.js";
 import { Home } from "./home.js";
+import { NO_RULES } from "../../test/helpers/policy-rules.js";
 import type { SigningKey } from "./keys.js";
 import type { Revocation } from "./revocations.js";
 
@@ -18,16 +19,7 @@ const root = mkdtempSync(join(tmpdir(), "vallignus-store-"));
 after(() => rmSync(root, { recursive: true, force: true }));
 
 const now = new Date("2026-12-02T12:00:00.000Z");
-const RULES: PolicyRules = {
-  max_spend_usd: "1",
-  allowed_domains: ["api.example.com"],
-  denied_domains: [],
-  allowed_models: null,
-  max_requests: null,
-  max_runtime_seconds: null,
-  allow_private_networks: false,
-  prices: {},
-};
+const RULES: PolicyRules = { ...NO_RULES, allowed_domains: ["api.example.com"] };
 
 test("the file store keeps the home's layout: one file per agent, version, key, revocation", () => {
   const home = new Home(join(root, "home"));

@@ -124,19 +124,26 @@ export async function issueTokenFrom(
   );
 }
 
-/** The verification `run` uses. Throws a refusal (exit 3) unless every check passes. */
-export async function requireValidToken(
-  home: Home,
+/**
+ * The verification `run` and `verify-token` use, against any store. Throws a refusal (exit 3)
+ * unless every check passes.
+ */
+export async function requireValidTokenIn(
+  store: AuthorityStore,
   token: string,
   now: Date,
 ): Promise<TokenClaims> {
-  const verdict = await verifyToken(token, authorityView(home), now);
+  const verdict = await verifyToken(token, authorityViewOf(store), now);
   if (!verdict.ok) {
     throw new VallignusError(REFUSAL_CODES[verdict.reason], `token refused: ${verdict.message}`);
   }
   return verdict.claims;
 }
 
-export function inspectTokenInHome(home: Home, token: string, now: Date): Promise<TokenInspection> {
-  return inspectToken(token, authorityView(home), now);
+export function inspectTokenIn(
+  store: AuthorityStore,
+  token: string,
+  now: Date,
+): Promise<TokenInspection> {
+  return inspectToken(token, authorityViewOf(store), now);
 }

@@ -23,8 +23,8 @@ export {
   authorityViewOf,
   issueTokenFrom,
   initHome,
-  inspectTokenInHome,
+  inspectTokenIn,
   issueToken,
   MAX_TTL_SECONDS,
-  requireValidToken,
+  requireValidTokenIn,
 } from "./authority.js";

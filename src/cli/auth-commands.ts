@@ -1,26 +1,15 @@
 import { readFileSync } from "node:fs";
 
 import {
-  createAgent,
-  createPolicy,
-  getPolicyVersion,
   initHome,
-  inspectTokenInHome,
-  issueToken,
-  listAgents,
-  listPolicyIds,
-  listPolicyVersions,
-  listSigningKeys,
-  requireValidToken,
-  revokeJti,
-  rotateSigningKey,
-  setAgentDisabled,
-  updatePolicy,
+  inspectTokenIn,
+  issueTokenFrom,
+  requireValidTokenIn,
 } from "../authority/index.js";
 import { usageError, VallignusError } from "../errors.js";
 import { formatDuration, parseDurationSeconds, type PolicyVersion } from "../policy/index.js";
 import { MAX_TOKEN_LENGTH } from "../tokens/index.js";
-import { initialized, type CommandContext } from "./command-context.js";
+import { authorityStore, type CommandContext } from "./command-context.js";
 import { AUTH } from "./declarations.js";
 import { runGroup, type GroupHandlers } from "./dispatch.js";
 import type { Printer } from "./output.js";
@@ -81,7 +70,7 @@ function describePolicy(out: Printer, p: PolicyVersion): void {
 
 function printInspection(
   out: Printer,
-  inspection: Awaited<ReturnType<typeof inspectTokenInHome>>,
+  inspection: Awaited<ReturnType<typeof inspectTokenIn>>,
   accepted: boolean,
 ): void {
   out.line(out.bold("header"));
@@ -118,13 +107,13 @@ const handlers: GroupHandlers<typeof AUTH.commands> = {
     return 0;
   },
   "create-agent": (ctx, { flags }) => {
-    const agent = createAgent(initialized(ctx), flags["agent-id"], flags.owner, ctx.now());
+    const agent = authorityStore(ctx).createAgent(flags["agent-id"], flags.owner, ctx.now());
     if (flags.json === true) ctx.out.json(agent);
     else ctx.out.line(`created agent ${agent.agent_id} (owner ${agent.owner})`);
     return 0;
   },
   "list-agents": (ctx, { flags }) => {
-    const agents = listAgents(initialized(ctx));
+    const agents = authorityStore(ctx).listAgents();
     if (flags.json === true) ctx.out.json(agents);
     else
       ctx.out.table(
@@ -140,40 +129,43 @@ const handlers: GroupHandlers<typeof AUTH.commands> = {
     return 0;
   },
   "disable-agent": (ctx, { flags }) => {
-    const agent = setAgentDisabled(initialized(ctx), flags["agent-id"], true, ctx.now());
+    const agent = authorityStore(ctx).setAgentDisabled(flags["agent-id"], true, ctx.now());
     ctx.out.line(`disabled agent ${agent.agent_id}`);
     return 0;
   },
   "enable-agent": (ctx, { flags }) => {
-    const agent = setAgentDisabled(initialized(ctx), flags["agent-id"], false, ctx.now());
+    const agent = authorityStore(ctx).setAgentDisabled(flags["agent-id"], false, ctx.now());
     ctx.out.line(`enabled agent ${agent.agent_id}`);
     return 0;
   },
   "create-policy": (ctx, { flags }) => {
     const rules = policyRulesFromFlags(flags);
-    const doc = createPolicy(initialized(ctx), flags["policy-id"], rules, ctx.now());
+    const doc = authorityStore(ctx).createPolicy(flags["policy-id"], rules, ctx.now());
     if (flags.json === true) ctx.out.json(doc);
     else ctx.out.line(`created policy ${doc.policy_id} v${doc.version} (sha256 ${doc.sha256})`);
     return 0;
   },
   "update-policy": (ctx, { flags }) => {
     const changes = policyChangesFromFlags(flags);
-    const doc = updatePolicy(initialized(ctx), flags["policy-id"], changes, ctx.now());
+    const doc = authorityStore(ctx).updatePolicy(flags["policy-id"], changes, ctx.now());
     if (flags.json === true) ctx.out.json(doc);
     else ctx.out.line(`updated policy ${doc.policy_id} to v${doc.version} (sha256 ${doc.sha256})`);
     return 0;
   },
   "show-policy": (ctx, { flags }) => {
-    const doc = getPolicyVersion(initialized(ctx), flags["policy-id"], parseVersion(flags.version));
+    const doc = authorityStore(ctx).getPolicyVersion(
+      flags["policy-id"],
+      parseVersion(flags.version),
+    );
     if (flags.json === true) ctx.out.json(doc);
     else describePolicy(ctx.out, doc);
     return 0;
   },
   "list-policies": (ctx, { flags }) => {
-    const home = initialized(ctx);
-    const latest = listPolicyIds(home).map((id) => ({
-      doc: getPolicyVersion(home, id),
-      versions: listPolicyVersions(home, id).length,
+    const store = authorityStore(ctx);
+    const latest = store.listPolicyIds().map((id) => ({
+      doc: store.getPolicyVersion(id),
+      versions: store.listPolicyVersions(id).length,
     }));
     if (flags.json === true) {
       ctx.out.json(latest.map(({ doc, versions }) => ({ ...doc, versions })));
@@ -200,8 +192,8 @@ const handlers: GroupHandlers<typeof AUTH.commands> = {
         "ERR_TOKEN_TTL",
         `--ttl: ${JSON.stringify(ttlText)} is not a duration such as 1h, 24h, 7d`,
       );
-    const { token } = await issueToken(
-      initialized(ctx),
+    const { token } = await issueTokenFrom(
+      authorityStore(ctx),
       flags["agent-id"],
       flags["policy-id"],
       parseVersion(flags.version),
@@ -213,7 +205,7 @@ const handlers: GroupHandlers<typeof AUTH.commands> = {
   },
   "inspect-token": async (ctx, { name, flags, operands }) => {
     const token = readTokenArgument(name, operands);
-    const inspection = await inspectTokenInHome(initialized(ctx), token, ctx.now());
+    const inspection = await inspectTokenIn(authorityStore(ctx), token, ctx.now());
     const accepted = inspection.checks.every((c) => c.ok === true);
     if (flags.json === true) {
       ctx.out.json({ ...inspection, accepted });
@@ -224,7 +216,7 @@ const handlers: GroupHandlers<typeof AUTH.commands> = {
   },
   "verify-token": async (ctx, { name, flags, operands }) => {
     const token = readTokenArgument(name, operands);
-    const claims = await requireValidToken(initialized(ctx), token, ctx.now());
+    const claims = await requireValidTokenIn(authorityStore(ctx), token, ctx.now());
     if (flags.json === true) ctx.out.json({ accepted: true, claims });
     else
       ctx.out.line(
@@ -233,14 +225,14 @@ const handlers: GroupHandlers<typeof AUTH.commands> = {
     return 0;
   },
   "revoke-token": async (ctx, { name, flags }) => {
-    const home = initialized(ctx);
+    const store = authorityStore(ctx);
     let jti = flags.jti;
     const tokenText = flags.token;
     if ((jti === undefined) === (tokenText === undefined))
       throw usageError("ERR_CLI_USAGE", `${name}: give exactly one of --jti or --token`);
     if (tokenText !== undefined) {
-      const inspection = await inspectTokenInHome(
-        home,
+      const inspection = await inspectTokenIn(
+        store,
         tokenText === "-" ? readFileSync(0, "utf8").trim() : tokenText,
         ctx.now(),
       );
@@ -249,7 +241,7 @@ const handlers: GroupHandlers<typeof AUTH.commands> = {
         throw new VallignusError("ERR_TOKEN_MALFORMED", `${name}: the token has no jti`);
       jti = claimed;
     }
-    const { revocation, already } = revokeJti(home, jti ?? "", flags.reason ?? "", ctx.now());
+    const { revocation, already } = store.revokeJti(jti ?? "", flags.reason ?? "", ctx.now());
     ctx.out.line(
       already
         ? `jti ${revocation.jti} was already revoked at ${revocation.revoked_at}`
@@ -258,7 +250,10 @@ const handlers: GroupHandlers<typeof AUTH.commands> = {
     return 0;
   },
   "rotate-key": (ctx, { flags }) => {
-    const result = rotateSigningKey(initialized(ctx), ctx.now(), flags["revoke-previous"] ?? false);
+    const result = authorityStore(ctx).rotateSigningKey(
+      ctx.now(),
+      flags["revoke-previous"] ?? false,
+    );
     if (flags.json === true) ctx.out.json(result);
     else {
       ctx.out.line(`active key is now ${result.kid}`);
@@ -267,11 +262,13 @@ const handlers: GroupHandlers<typeof AUTH.commands> = {
     return 0;
   },
   "list-keys": (ctx, { flags }) => {
-    const keys = listSigningKeys(initialized(ctx)).map((k) => ({
-      kid: k.kid,
-      created_at: k.created_at,
-      revoked_at: k.revoked_at,
-    }));
+    const keys = authorityStore(ctx)
+      .listSigningKeys()
+      .map((k) => ({
+        kid: k.kid,
+        created_at: k.created_at,
+        revoked_at: k.revoked_at,
+      }));
     if (flags.json === true) ctx.out.json(keys);
     else
       ctx.out.table(

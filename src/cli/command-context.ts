@@ -1,4 +1,4 @@
-import type { Home } from "../authority/index.js";
+import { fileAuthorityStore, type AuthorityStore, type Home } from "../authority/index.js";
 import type { Printer } from "./output.js";
 
 /** What every command is given: the home it works on, the clock and where it prints. */
@@ -12,4 +12,9 @@ export interface CommandContext {
 export function initialized(ctx: CommandContext): Home {
   ctx.home.requireInitialized();
   return ctx.home;
+}
+
+/** The authority's state (agents, policies, keys, revocations) of an initialized home. */
+export function authorityStore(ctx: CommandContext): AuthorityStore {
+  return fileAuthorityStore(initialized(ctx));
 }

@@ -6,13 +6,12 @@ import { createSecureContext, rootCertificates, type SecureContext } from "node:
 import { constants as osConstants } from "node:os";
 
 import {
-  findRevocation,
-  getAgent,
-  getPolicyVersion,
+  fileAuthorityStore,
+  type AuthorityStore,
   type Home,
   leafCertificateFor,
   loadLocalCa,
-  requireValidToken,
+  requireValidTokenIn,
 } from "../authority/index.js";
 import {
   AuditLog,
@@ -84,16 +83,18 @@ function signalNumber(signal: NodeJS.Signals): number {
   return osConstants.signals[signal];
 }
 
-type Claims = Awaited<ReturnType<typeof requireValidToken>>;
+type Claims = Awaited<ReturnType<typeof requireValidTokenIn>>;
 
 /** What a run is decided from, all checked before anything is started. */
 interface RunPlan {
   readonly home: Home;
+  /** Agents, policy versions, keys and revocations: the files under the home by default. */
+  readonly store: AuthorityStore;
   readonly options: RunOptions;
   readonly now: () => Date;
   readonly claims: Claims;
   readonly isolation: IsolationPlan | undefined;
-  readonly policyVersion: ReturnType<typeof getPolicyVersion>;
+  readonly policyVersion: ReturnType<AuthorityStore["getPolicyVersion"]>;
   readonly policy: CompiledPolicy;
   readonly ca: ReturnType<typeof loadLocalCa>;
   readonly budgetNano: number;
@@ -117,10 +118,11 @@ interface LiveRun {
 }
 
 async function planRun(home: Home, options: RunOptions, now: () => Date): Promise<RunPlan> {
-  const claims = await requireValidToken(home, options.token, now());
+  const store = fileAuthorityStore(home);
+  const claims = await requireValidTokenIn(store, options.token, now());
   // Decided before anything starts: --isolate either isolates or refuses to run.
   const isolation = options.isolate ? planIsolation() : undefined;
-  const policyVersion = getPolicyVersion(home, claims.policy_id, claims.policy_version);
+  const policyVersion = store.getPolicyVersion(claims.policy_id, claims.policy_version);
   // Read again to be enforced: it must still be the version the token was checked against.
   if (policyVersion.sha256 !== claims.policy_sha256)
     throw new VallignusError(
@@ -140,7 +142,8 @@ async function planRun(home: Home, options: RunOptions, now: () => Date): Promis
     jti: claims.jti,
   };
   const budgetNano = parseUsdToNano(policyVersion.max_spend_usd) ?? 0;
-  return { home, options, now, claims, isolation, policyVersion, policy, ca, budgetNano, identity };
+  const plan = { home, store, options, now, claims, isolation, policyVersion, policy, ca };
+  return { ...plan, budgetNano, identity };
 }
 
 /** The audit log and the ledger; a write either cannot do in the background stops the run. */
@@ -290,13 +293,13 @@ async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack
 
 /** Revocation, disabling, expiry and --max-runtime, each ending the run when it happens. */
 function watchAuthority(run: LiveRun, running: CleanupStack): void {
-  const { home, claims, now, options, policyVersion } = run.plan;
+  const { home, store, claims, now, options, policyVersion } = run.plan;
   const { stop } = run;
   const checkAuthority = (): void => {
     if (stop.reason !== undefined) return;
     try {
-      if (findRevocation(home, claims.jti) !== undefined) stop.stop("token_revoked");
-      else if (getAgent(home, claims.agent_id).disabled) stop.stop("agent_disabled");
+      if (store.findRevocation(claims.jti) !== undefined) stop.stop("token_revoked");
+      else if (store.getAgent(claims.agent_id).disabled) stop.stop("agent_disabled");
     } catch {
       // State we cannot read is a state we cannot trust: stop (fail closed).
       stop.stop("token_revoked");
