@@ -1,5 +1,6 @@
 import { canonicalJson, sha256Hex } from "../authority/canonical-json.js";
 import type { DenyReason } from "../policy/index.js";
+import { capAuditText, MAX_AUDIT_TEXT_CHARS } from "./redact-path.js";
 
 /** `prev_hash` of the first record: there is nothing before it to link to. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -109,12 +110,19 @@ export function decisionRecord(
     bytes_in: end.bytesIn,
     bytes_out: end.bytesOut,
     duration_ms: end.durationMs,
-    ...metered,
+    ...cappedModel(metered),
     ...(end.error === undefined ? {} : { error: end.error.slice(0, MAX_ERROR_CHARS) }),
   };
 }
 
 const ALLOWED = { decision: "allow" } as const;
+
+/** The model is the agent's own text: bounded like a path. Rarely cut, so rarely copied. */
+function cappedModel(metered: MeteredFields | undefined): MeteredFields | undefined {
+  const model = metered?.model;
+  if (model === undefined || model.length <= MAX_AUDIT_TEXT_CHARS) return metered;
+  return { ...metered, model: capAuditText(model) };
+}
 
 export const LIFECYCLE_EVENTS = [
   "run_start",

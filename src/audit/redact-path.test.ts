@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { redactPath } from "./redact-path.js";
+import { capAuditText, MAX_AUDIT_TEXT_CHARS, redactPath } from "./redact-path.js";
 
 const cases: [string, string, string][] = [
   ["no query", "/v1/chat/completions", "/v1/chat/completions"],
@@ -10,7 +10,12 @@ const cases: [string, string, string][] = [
   ["one value", "/v1/x?key=abc", "/v1/x?key=REDACTED"],
   ["the contract's example", "/v1/x?key=abc&b=", "/v1/x?key=REDACTED&b=REDACTED"],
   ["empty query", "/v1/x?", "/v1/x?"],
-  ["bare key without value", "/v1/x?stream&alt=json", "/v1/x?stream&alt=REDACTED"],
+  [
+    "bare item without '=' (could be a secret)",
+    "/v1/x?stream&alt=json",
+    "/v1/x?REDACTED&alt=REDACTED",
+  ],
+  ["a secret sent as a bare item", "/v1/x?sk-live-0123", "/v1/x?REDACTED"],
   ["value containing '='", "/s?sig=a=b=c", "/s?sig=REDACTED"],
   ["value containing '?'", "/s?next=/a?b=1", "/s?next=REDACTED"],
   ["encoded value", "/s?q=sk%2Dproj%3Dabc", "/s?q=REDACTED"],
@@ -35,4 +40,19 @@ test("redactPath: no query value survives, whatever the input", () => {
     const withSecret = input.includes("?") ? input.replace(/=[^&#]*/g, `=${secret}`) : input;
     assert.ok(!redactPath(withSecret).includes(secret), withSecret);
   }
+});
+
+test("redactPath: a path longer than the cap is cut and says so", () => {
+  const long = `/${"a".repeat(2 * 1024 * 1024)}`;
+  const kept = redactPath(`${long}?k=v`);
+  assert.ok(kept.length < MAX_AUDIT_TEXT_CHARS + 40, String(kept.length));
+  assert.ok(kept.startsWith("/aaaa"));
+  assert.match(kept, /…\[cut [0-9]+ chars\]$/);
+  assert.equal(redactPath(`/${"b".repeat(MAX_AUDIT_TEXT_CHARS - 1)}`).length, MAX_AUDIT_TEXT_CHARS);
+});
+
+test("capAuditText: short text unchanged, long text cut with the count of what was cut", () => {
+  assert.equal(capAuditText("gpt-4o"), "gpt-4o");
+  const cut = capAuditText("m".repeat(MAX_AUDIT_TEXT_CHARS + 10));
+  assert.equal(cut, `${"m".repeat(MAX_AUDIT_TEXT_CHARS)}…[cut 10 chars]`);
 });
