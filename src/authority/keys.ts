@@ -1,10 +1,4 @@
-import {
-  createPrivateKey,
-  createPublicKey,
-  generateKeyPairSync,
-  type KeyObject,
-  randomBytes,
-} from "node:crypto";
+import { createPrivateKey, createPublicKey, type KeyObject, randomBytes } from "node:crypto";
 import { readdirSync } from "node:fs";
 
 import { VallignusError } from "../errors.js";
@@ -44,8 +38,25 @@ function newKid(now: Date): string {
   return `${now.toISOString().slice(0, 10)}-${randomBytes(6).toString("hex")}`;
 }
 
+/** The DER prefix of a PKCS#8 Ed25519 private key; the 32-byte seed follows it (RFC 8410). */
+const PKCS8_ED25519_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
+
+/**
+ * A new Ed25519 key pair from a 32-byte seed of the CSPRNG (an Ed25519 private key is exactly
+ * that seed). Not generateKeyPairSync: on Node 20, exporting its keys as JWK can deadlock when a
+ * garbage collection finalizes the key-generation job during the export (the job and the key
+ * share a mutex the export holds); `auth init` hung that way. A key made from its DER shares
+ * nothing with a job.
+ */
+export function newEd25519KeyPair(): { publicKey: KeyObject; privateKey: KeyObject } {
+  const der = Buffer.concat([PKCS8_ED25519_PREFIX, randomBytes(32)]);
+  const privateKey = createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+  der.fill(0);
+  return { privateKey, publicKey: createPublicKey(privateKey) };
+}
+
 function writeNewKey(home: Home, now: Date): string {
-  const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+  const { publicKey, privateKey } = newEd25519KeyPair();
   const kid = newKid(now);
   const file: KeyFile = {
     kid,
