@@ -11,7 +11,8 @@ import {
   createPolicy,
   Home,
   initHome,
-  issueToken,
+  fileAuthorityStore,
+  issueTokenFrom,
   resolveHomeDir,
 } from "../src/authority/index.js";
 import { signToken, verifyToken, type TokenAuthorityView } from "../src/tokens/index.js";
@@ -96,7 +97,14 @@ try {
     now,
   );
   const homeToken = (
-    await issueToken(home, subject.agentId, subject.policyId, undefined, 3600, now)
+    await issueTokenFrom(
+      fileAuthorityStore(home),
+      subject.agentId,
+      subject.policyId,
+      undefined,
+      3600,
+      now,
+    )
   ).token;
   const homeView = authorityView(home);
   await mustAccept(homeToken, homeView, now);

@@ -78,18 +78,6 @@ export async function initHome(home: Home, now: Date, force: boolean): Promise<I
 }
 
 /** Signs a token for an enabled agent and an existing policy version. */
-export function issueToken(
-  home: Home,
-  agentId: string,
-  policyId: string,
-  version: number | undefined,
-  ttlSeconds: number,
-  now: Date,
-): Promise<{ token: string; claims: TokenClaims }> {
-  return issueTokenFrom(fileAuthorityStore(home), agentId, policyId, version, ttlSeconds, now);
-}
-
-/** `issueToken` over any authority store. */
 export async function issueTokenFrom(
   store: AuthorityStore,
   agentId: string,

@@ -24,7 +24,6 @@ export {
   issueTokenFrom,
   initHome,
   inspectTokenIn,
-  issueToken,
   MAX_TTL_SECONDS,
   requireValidTokenIn,
 } from "./authority.js";

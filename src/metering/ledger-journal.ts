@@ -15,6 +15,8 @@ import type { RecoveredReservation } from "./ledger-types.js";
  */
 
 export const JOURNAL_SUFFIX = ".jsonl";
+/** Journals and checkpoints hold spend: the owner's alone. */
+export const JOURNAL_MODE = 0o600;
 
 export function ledgerJournalPath(home: Home, jti: string): string {
   return home.path("ledger", `${jti}${JOURNAL_SUFFIX}`);

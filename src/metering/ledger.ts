@@ -6,6 +6,7 @@ import { isValidId } from "../policy/index.js";
 import { createFileExclusive, withFileLock } from "../storage/index.js";
 import { encodeLine, FORMAT_VERSION } from "./ledger-codec.js";
 import {
+  JOURNAL_MODE,
   JOURNAL_SUFFIX,
   LedgerJournal,
   ledgerCheckpointPath,
@@ -65,7 +66,6 @@ export type {
  * ERR_LEDGER_CORRUPT, and the ledger refuses to work (fail closed) rather than guess at spend.
  */
 
-const JOURNAL_MODE = 0o600;
 const DIR_MODE = 0o700;
 
 function inputError(message: string): VallignusError {

@@ -9,7 +9,7 @@ import {
   type BatchOutcome,
 } from "../storage/index.js";
 import { encodeLine, FORMAT_VERSION } from "./ledger-codec.js";
-import type { LedgerJournal } from "./ledger-journal.js";
+import { JOURNAL_MODE, type LedgerJournal } from "./ledger-journal.js";
 import type { OwnerStamp } from "./ledger-owner.js";
 import type {
   Ledger,
@@ -20,7 +20,6 @@ import type {
   SettleMeta,
 } from "./ledger-types.js";
 
-const JOURNAL_MODE = 0o600;
 /** Provider, model and reason are labels for people; a longer one is cut, not refused. */
 const MAX_LABEL_CHARS = 256;
 const CHECKPOINT_EVERY_LINES = 1000;
