@@ -82,6 +82,7 @@ export const ERROR_CODES = {
   ERR_RUN_UPSTREAM_CA: usage,
   ERR_RUN_SPAWN: failure,
   ERR_RUN_PORT_IN_USE: failure,
+  ERR_RUN_FOLDER: failure,
   ERR_ISOLATE_UNSUPPORTED: failure,
   ERR_ISOLATE_UNAVAILABLE: failure,
   ERR_ISOLATE_SETUP: failure,

@@ -8,12 +8,13 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import { CLI } from "./helpers/cli.js";
@@ -51,6 +52,46 @@ out.denied = run("curl", ["-s", "--max-time", "5", "http://evil.test:" + originP
 console.log(JSON.stringify(out));
 `;
 
+/**
+ * What a hostile agent inside `--isolate` tries against the authority, the supervisor and
+ * other runs (issue 12's review). It prints one JSON object: each attempt's result or errno.
+ */
+const BOUNDARY_PROBE = `
+import { appendFileSync, readdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { connect } from "node:net";
+import { spawn } from "node:child_process";
+import { dirname } from "node:path";
+const [home, jti, otherSocket, outside, marker] = process.argv.slice(2);
+const out = {};
+const attempt = (fn) => { try { const r = fn(); return r === undefined ? "OK" : r; } catch (e) { return e.code ?? e.message; } };
+const reach = (path, port) => new Promise((done) => {
+  const s = path ? connect(path) : connect(port, "127.0.0.1");
+  s.on("connect", () => { s.destroy(); done("CONNECTED"); });
+  s.on("error", (e) => done(e.code));
+});
+out.keys = attempt(() => readdirSync(home + "/keys").join(","));
+out.home = attempt(() => readdirSync(home).join(","));
+out.ledger = attempt(() => appendFileSync(home + "/ledger/" + jti + ".jsonl", "{}\\n"));
+out.audit = attempt(() => appendFileSync(home + "/audit/audit.jsonl", "x"));
+out.runs = attempt(() => readdirSync(dirname(dirname(otherSocket))).join(","));
+out.otherRun = await reach(otherSocket);
+out.hostTmp = attempt(() => readdirSync("/tmp").filter((n) => n.startsWith("vallignus-")).join(","));
+out.writeOutside = attempt(() => writeFileSync(outside + "/escaped", "x"));
+out.writeCwd = attempt(() => writeFileSync("./cwd-ok", "x"));
+out.writeTmp = attempt(() => writeFileSync("/tmp/agent-" + marker, "x"));
+for (let i = 0; i < 100 && !existsSync("./supervisor.pid"); i++) await new Promise((r) => setTimeout(r, 50));
+const supervisor = Number(readFileSync("./supervisor.pid", "utf8"));
+out.usr1Supervisor = attempt(() => process.kill(supervisor, "SIGUSR1"));
+out.killSupervisor = attempt(() => process.kill(supervisor, "SIGKILL"));
+out.usr1Pid1 = attempt(() => process.kill(1, "SIGUSR1"));
+await new Promise((r) => setTimeout(r, 500));
+out.inspector = await reach(undefined, 9229);
+out.processes = readdirSync("/proc").filter((p) => /^[0-9]+$/.test(p)).length;
+spawn("setsid", ["sh", "-c", "sleep " + marker], { detached: true, stdio: "ignore" }).unref();
+await new Promise((r) => setTimeout(r, 200));
+console.log(JSON.stringify(out));
+`;
+
 interface Harness {
   readonly root: string;
   readonly env: NodeJS.ProcessEnv;
@@ -73,7 +114,12 @@ function vallignus(h: Harness, args: string[], extraEnv: NodeJS.ProcessEnv = {})
   return execFileSync(program, rest, { env: { ...h.env, ...extraEnv }, encoding: "utf8" });
 }
 
-function runIsolated(h: Harness, command: string[], timeoutMs = 30_000) {
+function runIsolated(
+  h: Harness,
+  command: string[],
+  timeoutMs = 30_000,
+  onSpawn?: (pid: number) => void,
+) {
   const [program = process.execPath, ...rest] = [
     ...h.asUser,
     process.execPath,
@@ -86,7 +132,11 @@ function runIsolated(h: Harness, command: string[], timeoutMs = 30_000) {
     ...command,
   ];
   return new Promise<{ status: number | null; stdout: string; stderr: string }>((done) => {
-    const child = spawn(program, rest, { env: { ...h.env, VALLIGNUS_TOKEN: h.token } });
+    const child = spawn(program, rest, {
+      env: { ...h.env, VALLIGNUS_TOKEN: h.token },
+      cwd: h.root,
+    });
+    onSpawn?.(child.pid ?? 0);
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
@@ -145,6 +195,8 @@ function makeHarness(user: "root" | "nobody"): Harness {
   ).claims.jti;
   writeFileSync(join(root, "probe.mjs"), PROBE);
   chmodSync(join(root, "probe.mjs"), 0o644);
+  writeFileSync(join(root, "boundary.mjs"), BOUNDARY_PROBE);
+  chmodSync(join(root, "boundary.mjs"), 0o644);
   return h;
 }
 
@@ -260,6 +312,81 @@ for (const [method, recorded] of methods)
         assert.match(JSON.stringify(session), recorded);
       });
 
+      test("the command reaches neither the authority, nor the supervisor, nor other runs", async () => {
+        const home = h.env["VALLIGNUS_HOME"] ?? "";
+        const ledger = join(home, "ledger", `${h.jti}.jsonl`);
+        // Another isolated run of the same user, whose proxy the probe tries to borrow.
+        const [program, ...args] = [...h.asUser, process.execPath, h.cli, "run"];
+        const other = spawn(program, [...args, "--isolate", "--", "sleep", "60"], {
+          env: { ...h.env, VALLIGNUS_TOKEN: h.token },
+          cwd: h.root,
+          stdio: "ignore",
+        });
+        // Its proxy socket, wherever a run keeps it: the one its process listens on.
+        const otherSockets = () => {
+          const inodes = readdirSync(`/proc/${other.pid ?? 0}/fd`).map((fd) => {
+            try {
+              return /^socket:\[(\d+)\]$/.exec(
+                readlinkSync(`/proc/${other.pid ?? 0}/fd/${fd}`),
+              )?.[1];
+            } catch {
+              return undefined;
+            }
+          });
+          return readFileSync("/proc/net/unix", "utf8")
+            .split("\n")
+            .map((line) => line.trim().split(/\s+/))
+            .filter((f) => inodes.includes(f[6]) && (f[7] ?? "").endsWith("/proxy.sock"))
+            .map((f) => f[7] ?? "");
+        };
+        await waitFor("the other run's socket", () => otherSockets().length > 0);
+        const otherSocket = otherSockets()[0] ?? "";
+        // A host folder anyone may write, outside the working folder and outside /tmp.
+        const outside = mkdtempSync("/var/tmp/vallignus-outside-");
+        chmodSync(outside, 0o777);
+        const marker = `${900_000 + Math.floor(Math.random() * 1_000_000)}`;
+        const ledgerBefore = existsSync(ledger) ? readFileSync(ledger, "utf8") : "";
+        try {
+          const r = await runIsolated(
+            h,
+            [process.execPath, "boundary.mjs", home, h.jti, otherSocket, outside, marker],
+            30_000,
+            (pid) => writeFileSync(join(h.root, "supervisor.pid"), String(pid)),
+          );
+          assert.equal(r.status, 0, r.stderr);
+          const out = JSON.parse(r.stdout) as Record<string, unknown>;
+          const refused = /^(ENOENT|EACCES|EROFS|EPERM|ESRCH)$/;
+          assert.match(String(out["keys"]), refused, "the signing keys are not visible");
+          assert.match(String(out["home"]), /^(ENOENT|EACCES|)$/, "the home shows nothing");
+          assert.match(String(out["ledger"]), refused, "the ledger cannot be appended to");
+          assert.match(String(out["audit"]), refused, "the audit log cannot be appended to");
+          assert.match(String(out["runs"]), refused, "the run folders are not visible");
+          assert.match(String(out["otherRun"]), /^(ENOENT|EACCES|ECONNREFUSED)$/);
+          // Only the working folder (bound back in) shows in the private /tmp.
+          assert.equal(out["hostTmp"], basename(h.root), "/tmp is private");
+          assert.equal(out["writeOutside"], "EROFS", "the host's files are read-only");
+          assert.equal(out["writeCwd"], "OK", "the working folder stays writable");
+          assert.equal(out["writeTmp"], "OK", "the private /tmp is writable");
+          assert.equal(out["usr1Supervisor"], "ESRCH", "the supervisor is out of sight");
+          assert.equal(out["killSupervisor"], "ESRCH", "the supervisor is out of sight");
+          assert.notEqual(out["inspector"], "CONNECTED", "no inspector opened inside");
+          assert.ok(Number(out["processes"]) < 10, `${String(out["processes"])} processes seen`);
+          // What the probe tried left no trace on the host.
+          assert.equal(existsSync(join(outside, "escaped")), false);
+          assert.equal(existsSync(join(tmpdir(), `agent-${marker}`)), false);
+          assert.equal(existsSync(join(h.root, "cwd-ok")), true);
+          assert.equal(existsSync(ledger) ? readFileSync(ledger, "utf8") : "", ledgerBefore);
+          vallignus(h, ["audit", "verify"]);
+          assert.match(r.stderr, /^$/, "the supervisor printed nothing (no inspector, no crash)");
+          // A process that left the group with setsid ends with the run's pid namespace.
+          await waitFor("the setsid escapee to end", () => strays(`sleep ${marker}`).length === 0);
+        } finally {
+          other.kill("SIGTERM");
+          await new Promise((done) => other.once("close", done));
+          rmSync(outside, { recursive: true, force: true });
+        }
+      });
+
       test("exit codes and signals pass through", async () => {
         assert.equal((await runIsolated(h, ["sh", "-c", "exit 7"])).status, 7);
         assert.equal((await runIsolated(h, ["sh", "-c", "kill -TERM $$"])).status, 143);
@@ -317,6 +444,7 @@ for (const [method, recorded] of methods)
         const child = spawn(program, rest, {
           env: { ...h.env, VALLIGNUS_TOKEN: token.trim() },
           stdio: "ignore",
+          cwd: h.root,
         });
         const closed = new Promise((done) => child.on("close", done));
         await waitFor("the isolated command and its grandchild", () => existsSync(beat));

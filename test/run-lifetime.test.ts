@@ -52,9 +52,15 @@ function auditText(): string {
   return readFileSync(join(t.home, "audit", "audit.jsonl"), "utf8");
 }
 
+/** The run folders under this user's base in the test's TMPDIR. */
+function runFolders(): string[] {
+  const base = join(runTmp, `vallignus-${process.getuid?.() ?? 0}`);
+  return existsSync(base) ? readdirSync(base).filter((n) => n.startsWith("run-")) : [];
+}
+
 /** What a run must never leave behind: its temp folder, lock files, owner stamps. */
 function leftovers(): string[] {
-  const left = readdirSync(runTmp).filter((n) => n.startsWith("vallignus-run-"));
+  const left = runFolders();
   for (const dir of ["audit", "ledger"]) {
     const path = join(t.home, dir);
     if (!existsSync(path)) continue;
@@ -215,9 +221,60 @@ describe("the command does not outlive vallignus", () => {
     // The watchdog reacts in milliseconds; the bound leaves room for a loaded machine.
     assert.ok(elapsed < 1500, `the command outlived vallignus by ${elapsed} ms`);
     // (Its lock stamps stay until the next run finds their owner dead and removes them.)
-    await waitFor("the watchdog to remove the run's folder", () =>
-      readdirSync(runTmp).every((n) => !n.startsWith("vallignus-run-")),
+    await waitFor("the watchdog to remove the run's folder", () => runFolders().length === 0);
+  });
+});
+
+describe("run folders", () => {
+  test("the next run removes the folders of runs that died with their watchdog; a live one stays", async () => {
+    const base = join(runTmp, `vallignus-${process.getuid?.() ?? 0}`);
+    mkdirSync(base, { recursive: true, mode: 0o700 });
+    // A run killed together with its watchdog (kill -9 of its whole session, a crash): its
+    // folder names a process that is gone.
+    const dead = join(base, "run-dead01");
+    mkdirSync(dead);
+    writeFileSync(
+      join(dead, "owner.json"),
+      JSON.stringify({ pid: 2 ** 22 + 1, start: "1", bootId: null }),
     );
+    writeFileSync(join(dead, "ca-bundle.pem"), "x");
+    const live = join(base, "run-live01");
+    mkdirSync(live);
+    writeFileSync(
+      join(live, "owner.json"),
+      JSON.stringify({ pid: process.pid, start: null, bootId: null }),
+    );
+    const r = await run(["--", "sh", "-c", "exit 0"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(existsSync(dead), false, "the dead run's folder is removed");
+    assert.equal(existsSync(live), true, "a live run's folder stays");
+    rmSync(live, { recursive: true });
+    assert.deepEqual(leftovers(), []);
+  });
+
+  test("a run folder base that is not the user's own, private folder is refused", async () => {
+    const tmp = mkdtempSync(join(t.root, "tmp-open-"));
+    const base = join(tmp, `vallignus-${process.getuid?.() ?? 0}`);
+    mkdirSync(base, { mode: 0o777 });
+    execFileSync("chmod", ["0777", base]);
+    const marker = join(tmp, "started");
+    const r = await run(["--", "touch", marker], { TMPDIR: tmp });
+    assert.equal(r.status, 1);
+    assert.equal(errorCode(r.stderr), "ERR_RUN_FOLDER");
+    assert.equal(existsSync(marker), false, "the command never started");
+  });
+});
+
+describe("signals from the agent", () => {
+  test("SIGUSR1 opens no inspector in vallignus", async () => {
+    const started = join(mkdtempSync(join(t.root, "usr1-")), "started");
+    const { child, done } = start(["--", "sh", "-c", `touch ${started}; sleep 1; exit 3`]);
+    await waitFor("the command to start", () => existsSync(started));
+    child.kill("SIGUSR1");
+    const r = await done;
+    assert.equal(r.status, 3, r.stderr);
+    assert.doesNotMatch(r.stderr, /Debugger listening/);
+    assert.equal(r.stderr, "");
   });
 });
 

@@ -35,6 +35,8 @@ export interface CommandSpec<F extends FlagSpecs = FlagSpecs> {
   readonly positionals?: number;
   /** Everything after the first `--` is a command line to run, passed on untouched. */
   readonly passThrough?: true;
+  /** Paragraphs printed after the options: what a user must know before relying on it. */
+  readonly notes?: readonly string[];
 }
 
 /** A group's commands by name (`auth` → `init`, `create-agent`, …). */

@@ -179,6 +179,15 @@ export const RUN = defineCommand({
   summary: "run a command behind the firewall: every request decided by the token's policy",
   operands: "-- CMD [ARGS…]",
   passThrough: true,
+  notes: [
+    "Without --isolate the command runs as you, with your files and your network: the proxy " +
+      "variables are a request, not a wall. It can ignore them and connect directly, read " +
+      "$VALLIGNUS_HOME (signing keys, ledger, audit log), signal vallignus, and leave the run " +
+      "with setsid. Use it for agents you trust to cooperate.",
+    "With --isolate (Linux) the kernel enforces it: no network but the proxy, the host's files " +
+      "read-only except the working folder, a private /tmp, $VALLIGNUS_HOME and every run's " +
+      "folder out of sight, and a pid namespace of its own that ends with the run.",
+  ],
   flags: {
     token: { type: "string", value: "T", description: "the token (default: $VALLIGNUS_TOKEN)" },
     isolate: {

@@ -95,6 +95,7 @@ export function commandHelp(name: string, spec: CommandSpec): string {
     ...columns(
       Object.entries(flags).map(([flagName, flag]) => [flagLabel(flagName, flag), flagText(flag)]),
     ),
+    ...(spec.notes ?? []).flatMap((note) => ["", paragraph(note)]),
   ].join("\n");
 }
 

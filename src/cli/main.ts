@@ -66,6 +66,11 @@ function report(err: unknown): number {
   return EXIT.failure;
 }
 
+// SIGUSR1 would make Node open an inspector on 127.0.0.1:9229 for the rest of the process: a
+// debugger into the supervisor, with its keys and its ledger, for any process that may signal
+// it. A listener of our own replaces that behaviour (Node 20 has no --disable-sigusr1).
+process.on("SIGUSR1", () => undefined);
+
 main(process.argv.slice(2)).then(
   (status) => {
     process.exitCode = status;

@@ -40,3 +40,29 @@ export function buildChildEnv(
     .join(" ");
   return env;
 }
+
+/**
+ * Node settings the isolation helper must start without (it is a Node process too): the preload,
+ * and a CA file that exists only once the run folder is mounted. They travel renamed, and the
+ * helper hands them back to the command.
+ */
+const SET_ASIDE = /^(NODE_OPTIONS|NODE_EXTRA_CA_CERTS)$/;
+const SET_ASIDE_PREFIX = "VALLIGNUS_CHILD_";
+
+export function setAsideForHelper(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(env).map(([name, value]) => [
+      SET_ASIDE.test(name) ? `${SET_ASIDE_PREFIX}${name}` : name,
+      value,
+    ]),
+  );
+}
+
+export function handBackFromHelper(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(env).map(([name, value]) => {
+      const original = name.startsWith(SET_ASIDE_PREFIX) ? name.slice(SET_ASIDE_PREFIX.length) : "";
+      return [SET_ASIDE.test(original) ? original : name, value];
+    }),
+  );
+}

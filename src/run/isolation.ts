@@ -1,8 +1,17 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, lstatSync, readFileSync } from "node:fs";
+import { existsSync, lstatSync, readFileSync, realpathSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { VallignusError } from "../errors.js";
+import {
+  bwrapMountArgs,
+  isolationLayout,
+  refuseWorkingFolder,
+  type LayoutInput,
+  type MountStep,
+} from "./isolation-layout.js";
 
 /** How the agent was isolated, as the session and the `run_start` audit event record it. */
 export type IsolationMethod = "bwrap" | "unshare-userns" | "unshare-root";
@@ -37,8 +46,25 @@ function onPath(tool: string): boolean {
     .some((dir) => dir !== "" && existsSync(`${dir}/${tool}`));
 }
 
-/** Runs the exact recipe with a trivial command: only a real probe proves it works here. */
-function probe(launcher: readonly string[], check = "ip link set lo up"): string | undefined {
+/**
+ * What the probe does inside: bring `lo` up and mount a private /tmp, as a run would. Only a
+ * real probe proves the recipe works here.
+ */
+const UNSHARE_CHECK = "ip link set lo up && mount -t tmpfs tmpfs /tmp";
+const BWRAP_CHECK = [
+  "--ro-bind",
+  "/",
+  "/",
+  "--dev",
+  "/dev",
+  "--proc",
+  "/proc",
+  "--tmpfs",
+  "/tmp",
+  "--",
+];
+
+function probe(launcher: readonly string[], check = UNSHARE_CHECK): string | undefined {
   const [program, ...args] = launcher;
   const r = spawnSync(program ?? "unshare", [...args, "sh", "-c", check], {
     encoding: "utf8",
@@ -67,37 +93,24 @@ function diagnose(detail: string): string {
 }
 
 /**
- * bubblewrap: it brings `lo` up itself and drops every capability; the command keeps its own
- * uid. Its pid namespace dies with it (--die-with-parent), and with it every process inside.
+ * bubblewrap: it brings `lo` up itself, drops every capability and lays out the filesystem from
+ * its arguments (the run's mounts are added per run, see launchArgv). Its pid namespace dies
+ * with it (--die-with-parent), and with it every process inside.
  */
-function bwrapPlan(env: NodeJS.ProcessEnv): IsolationPlan {
-  const masks = isolationMasks(env);
-  return {
-    method: "bwrap",
-    launcher: [
-      "bwrap",
-      "--unshare-user",
-      "--unshare-net",
-      "--unshare-pid",
-      "--die-with-parent",
-      "--cap-drop",
-      "ALL",
-      "--bind",
-      "/",
-      "/",
-      "--dev-bind",
-      "/dev",
-      "/dev",
-      ...masks.dirs.filter(isRealDirectory).flatMap((dir) => ["--tmpfs", dir]),
-      ...masks.files
-        .filter((f) => existsSync(f))
-        .flatMap((file) => ["--ro-bind", "/dev/null", file]),
-      "--",
-    ],
-    dropPrefix: [],
-    setupInside: false,
-  };
-}
+const BWRAP_PLAN: IsolationPlan = {
+  method: "bwrap",
+  launcher: [
+    "bwrap",
+    "--unshare-user",
+    "--unshare-net",
+    "--unshare-pid",
+    "--die-with-parent",
+    "--cap-drop",
+    "ALL",
+  ],
+  dropPrefix: [],
+  setupInside: false,
+};
 
 /**
  * util-linux unshare. The helper is pid 1 of a new pid namespace (--pid --kill-child): when
@@ -115,6 +128,8 @@ function unsharePlans(uid: number, gid: number): IsolationPlan[] {
       "--net",
       "--mount",
       "--pid",
+      "--fork",
+      "--mount-proc",
       "--kill-child",
       "--",
     ],
@@ -126,7 +141,16 @@ function unsharePlans(uid: number, gid: number): IsolationPlan[] {
   // and the command runs with every capability dropped, so it cannot nsenter back out.
   const root: IsolationPlan = {
     method: "unshare-root",
-    launcher: ["unshare", "--net", "--mount", "--pid", "--kill-child", "--"],
+    launcher: [
+      "unshare",
+      "--net",
+      "--mount",
+      "--pid",
+      "--fork",
+      "--mount-proc",
+      "--kill-child",
+      "--",
+    ],
     dropPrefix: [
       "setpriv",
       "--bounding-set=-all",
@@ -156,9 +180,8 @@ export function planIsolation(env: NodeJS.ProcessEnv = process.env): IsolationPl
   const problems: string[] = [];
 
   if ((forced === undefined || forced === "bwrap") && onPath("bwrap")) {
-    const bwrap = bwrapPlan(env);
-    const problem = probe(bwrap.launcher, "true");
-    if (problem === undefined) return bwrap;
+    const problem = probe([...BWRAP_PLAN.launcher, ...BWRAP_CHECK], "true");
+    if (problem === undefined) return BWRAP_PLAN;
     problems.push(`bwrap: ${problem}`);
   } else if (forced === "bwrap") {
     problems.push("bwrap is not installed");
@@ -186,6 +209,22 @@ export function planIsolation(env: NodeJS.ProcessEnv = process.env): IsolationPl
   );
 }
 
+/** Filesystem sockets that would be a way around the network namespace (if not covered). */
+export function isolationMaskFiles(env: NodeJS.ProcessEnv): string[] {
+  const files = ["/var/run/docker.sock", "/run/docker.sock"];
+  const agent = env["SSH_AUTH_SOCK"];
+  if (agent !== undefined && agent !== "") files.push(agent);
+  return files;
+}
+
+function realpathOr(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
 function isRealDirectory(path: string): boolean {
   try {
     return lstatSync(path).isDirectory();
@@ -194,10 +233,50 @@ function isRealDirectory(path: string): boolean {
   }
 }
 
-/** Filesystem sockets that would be a way around the network namespace. */
-export function isolationMasks(env: NodeJS.ProcessEnv): { dirs: string[]; files: string[] } {
-  const files = ["/var/run/docker.sock", "/run/docker.sock"];
-  const agent = env["SSH_AUTH_SOCK"];
-  if (agent !== undefined && agent !== "") files.push(agent);
-  return { dirs: ["/run", "/var/run", "/tmp/.X11-unix"], files };
+/** Where a run's files are, on the host. */
+export interface RunPaths {
+  /** $VALLIGNUS_HOME. */
+  readonly home: string;
+  /** This user's run folders (every run's CA bundle and socket). */
+  readonly runsBase: string;
+  /** This run's folder; empty while only the working folder is checked. */
+  readonly runDir: string;
+}
+
+function layoutInput(paths: RunPaths, env: NodeJS.ProcessEnv): LayoutInput {
+  const hide = [paths.home, join(homedir(), ".vallignus"), paths.runsBase].map(realpathOr);
+  return {
+    cwd: realpathOr(process.cwd()),
+    runDir: paths.runDir,
+    // The helper and the preload (dist/), and node itself, wherever they are installed.
+    keep: [dirname(dirname(HELPER_PATH)), dirname(process.execPath)].map(realpathOr),
+    hide: [...new Set(hide)],
+    maskFiles: isolationMaskFiles(env),
+    isDirectory: isRealDirectory,
+    exists: existsSync,
+  };
+}
+
+/** Refuses, before anything starts, a working folder the isolated command cannot have. */
+export function checkIsolatedWorkingFolder(paths: RunPaths, env = process.env): void {
+  const refusal = refuseWorkingFolder(layoutInput(paths, env));
+  if (refusal !== undefined)
+    throw new VallignusError(
+      "ERR_ISOLATE_UNAVAILABLE",
+      `--isolate: ${refusal}; nothing was started`,
+    );
+}
+
+/** The filesystem the command sees: read-only, its own /tmp, and none of vallignus's state. */
+export function isolationMounts(paths: RunPaths, env = process.env): MountStep[] {
+  return isolationLayout(layoutInput(paths, env));
+}
+
+/**
+ * The launcher's argv up to the helper: bubblewrap lays the mounts out itself, the unshare
+ * recipes' helper applies them from its config.
+ */
+export function launcherArgv(plan: IsolationPlan, mounts: readonly MountStep[]): string[] {
+  if (plan.setupInside) return [...plan.launcher];
+  return [...plan.launcher, ...bwrapMountArgs(mounts), "--"];
 }

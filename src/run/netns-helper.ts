@@ -1,29 +1,39 @@
 /**
- * Runs inside the agent's new network namespace, where the only interface is `lo`. It brings
- * `lo` up, hides filesystem sockets that would be a way out, listens on 127.0.0.1:<port> (and
- * [::1]) and pipes every connection to the Vallignus proxy's unix socket, and only then starts
- * the command — without capabilities — so its first request cannot race the bridge.
+ * Runs inside the agent's new namespaces, where the only interface is `lo`. Under unshare it
+ * brings `lo` up and lays out the filesystem (read-only, private /tmp, vallignus's state
+ * hidden); bwrap has done both already. It listens on 127.0.0.1:<port> (and [::1]) and pipes
+ * every connection to the Vallignus proxy's unix socket, and only then starts the command —
+ * without capabilities — so its first request cannot race the bridge.
  *
  * Invoked as: node netns-helper.js '<json config>'. Exit 70 means the namespace could not be
  * set up; nothing of the command ran.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createServer, connect, type Server, type Socket } from "node:net";
 import { constants } from "node:os";
+
+import { handBackFromHelper } from "./child-env.js";
+import { mountPointsOf, mountScript, type MountStep } from "./isolation-layout.js";
 
 interface HelperConfig {
   readonly socket: string;
   readonly port: number;
-  /** Directories to cover with an empty tmpfs, files to cover with /dev/null. */
-  readonly maskDirs: readonly string[];
-  readonly maskFiles: readonly string[];
-  /** False when the launcher (bwrap) already brought `lo` up and mounted the masks. */
+  /** The filesystem to lay out, when the launcher (bwrap) has not done it. */
+  readonly mounts: readonly MountStep[];
+  /** False when the launcher (bwrap) already brought `lo` up and laid out the mounts. */
   readonly setupInside: boolean;
   /** Runs the command with no capabilities: a nested user namespace or setpriv. */
   readonly dropPrefix: readonly string[];
   readonly command: readonly string[];
+  /** The working folder, looked up again after the mounts. */
+  readonly cwd: string;
 }
+
+// Under unshare this helper holds the namespaces' capabilities (all of them, for root without a
+// user namespace); SIGUSR1 from the command would open a Node inspector on its loopback, and
+// with it a way to run code here. A listener of our own replaces that behaviour.
+process.on("SIGUSR1", () => undefined);
 
 function fail(message: string): never {
   process.stderr.write(`vallignus: isolation setup failed: ${message} [ERR_ISOLATE_SETUP]\n`);
@@ -32,33 +42,26 @@ function fail(message: string): never {
 
 const config = JSON.parse(process.argv[2] ?? "{}") as HelperConfig;
 
+function firstLine(err: unknown): string {
+  if (err instanceof Error && "stderr" in err && String(err.stderr).trim() !== "")
+    return String(err.stderr).trim().split("\n")[0] ?? "";
+  return err instanceof Error ? (err.message.split("\n")[0] ?? "") : String(err);
+}
+
 function setUp(): void {
   try {
     execFileSync("ip", ["link", "set", "lo", "up"], { stdio: ["ignore", "ignore", "pipe"] });
   } catch (err) {
-    fail(`cannot bring up lo (${err instanceof Error ? err.message.split("\n")[0] : String(err)})`);
+    fail(`cannot bring up lo (${firstLine(err)})`);
   }
-  mask();
-}
-
-function mask(): void {
-  for (const dir of config.maskDirs) {
-    if (!existsSync(dir) || !statSync(dir).isDirectory()) continue;
-    try {
-      execFileSync("mount", ["-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", dir], {
-        stdio: "ignore",
-      });
-    } catch {
-      fail(`cannot mask ${dir}`);
-    }
-  }
-  for (const file of config.maskFiles) {
-    if (!existsSync(file)) continue;
-    try {
-      execFileSync("mount", ["--bind", "/dev/null", file], { stdio: "ignore" });
-    } catch {
-      fail(`cannot mask ${file}`);
-    }
+  const script = mountScript(
+    config.mounts,
+    mountPointsOf(readFileSync("/proc/self/mountinfo", "utf8")),
+  );
+  try {
+    execFileSync("sh", ["-c", script], { stdio: ["ignore", "ignore", "pipe"] });
+  } catch (err) {
+    fail(`cannot lay out the filesystem (${firstLine(err)})`);
   }
 }
 
@@ -89,15 +92,13 @@ const v4 = await listen("127.0.0.1");
 if (v4 === undefined) fail(`cannot listen on 127.0.0.1:${config.port}`);
 await listen("::1");
 
-// The command's Node options were set aside so this helper starts without the preload.
-const env = { ...process.env };
-const nodeOptions = env["VALLIGNUS_CHILD_NODE_OPTIONS"];
-delete env["VALLIGNUS_CHILD_NODE_OPTIONS"];
-if (nodeOptions !== undefined) env["NODE_OPTIONS"] = nodeOptions;
+const env = handBackFromHelper(process.env);
 
 const [program, ...args] = [...config.dropPrefix, ...config.command];
 if (program === undefined) fail("no command");
-const child = spawn(program, args, { stdio: "inherit", env });
+// A fresh lookup of the working folder: the cwd this helper was started in is the host's folder
+// under the mounts, where the hidden folders would still show.
+const child = spawn(program, args, { stdio: "inherit", env, cwd: config.cwd });
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   process.on(signal, () => child.kill(signal));
 }

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync, rmSync, watch, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { createSecureContext, rootCertificates, type SecureContext } from "node:tls";
 import { constants as osConstants } from "node:os";
 
@@ -30,17 +29,21 @@ import {
   startProxy,
   type ResolveOverride,
 } from "../proxy/index.js";
-import { buildChildEnv } from "./child-env.js";
+import { buildChildEnv, setAsideForHelper } from "./child-env.js";
 import { CleanupStack } from "./cleanup-stack.js";
+import { INNER_RUN_DIR } from "./isolation-layout.js";
 import {
+  checkIsolatedWorkingFolder,
   HELPER_PATH,
   INNER_PROXY_PORT,
-  isolationMasks,
+  isolationMounts,
+  launcherArgv,
   planIsolation,
   type IsolationPlan,
 } from "./isolation.js";
 import { setLongTimeout } from "./long-timer.js";
 import { signalGroup, startGroupWatchdog, type GroupWatchdog } from "./process-group.js";
+import { makeRunFolder, removeStaleRunFolders, runsBase } from "./run-folder.js";
 import { RunStop, type StopReason } from "./run-stop.js";
 
 export interface RunOptions {
@@ -99,6 +102,8 @@ interface RunPlan {
   readonly ca: ReturnType<typeof loadLocalCa>;
   readonly budgetNano: number;
   readonly identity: RunIdentity;
+  /** Where this user's run folders live. */
+  readonly runsBase: string;
 }
 
 /** A run's moving parts, filled in as they are started. */
@@ -122,6 +127,9 @@ async function planRun(home: Home, options: RunOptions, now: () => Date): Promis
   const claims = await requireValidTokenIn(store, options.token, now());
   // Decided before anything starts: --isolate either isolates or refuses to run.
   const isolation = options.isolate ? planIsolation() : undefined;
+  const base = runsBase();
+  if (isolation !== undefined)
+    checkIsolatedWorkingFolder({ home: home.root, runsBase: base, runDir: "" });
   const policyVersion = store.getPolicyVersion(claims.policy_id, claims.policy_version);
   // Read again to be enforced: it must still be the version the token was checked against.
   if (policyVersion.sha256 !== claims.policy_sha256)
@@ -143,7 +151,7 @@ async function planRun(home: Home, options: RunOptions, now: () => Date): Promis
   };
   const budgetNano = parseUsdToNano(policyVersion.max_spend_usd) ?? 0;
   const plan = { home, store, options, now, claims, isolation, policyVersion, policy, ca };
-  return { ...plan, budgetNano, identity };
+  return { ...plan, budgetNano, identity, runsBase: base };
 }
 
 /** The audit log and the ledger; a write either cannot do in the background stops the run. */
@@ -172,12 +180,13 @@ function openStores(run: LiveRun, resources: CleanupStack): { audit: AuditLog; l
   return { audit, ledger };
 }
 
-/** The per-run folder: the CA bundle the command trusts, and the proxy's socket under --isolate. */
+/**
+ * The per-run folder: the CA bundle the command trusts, and the proxy's socket under --isolate.
+ * The folders of runs that died without removing theirs are removed first.
+ */
 function makeRunDir(plan: RunPlan, resources: CleanupStack): string {
-  // Under --isolate, /run is masked inside the namespace: the run's socket must live elsewhere.
-  const base =
-    plan.isolation !== undefined && /^\/(var\/)?run(\/|$)/.test(tmpdir()) ? "/tmp" : tmpdir();
-  const runDir = mkdtempSync(join(base, "vallignus-run-"));
+  removeStaleRunFolders(plan.runsBase);
+  const runDir = makeRunFolder(plan.runsBase);
   resources.defer("run folder", () => {
     rmSync(runDir, { recursive: true, force: true });
   });
@@ -339,24 +348,33 @@ function commandLine(
   proxySocket: string,
 ): { argv: readonly string[]; env: NodeJS.ProcessEnv } {
   const { isolation, options } = plan;
-  const proxyUrl = `http://127.0.0.1:${isolation === undefined ? proxyPort : INNER_PROXY_PORT}`;
-  const env = buildChildEnv(process.env, proxyUrl, join(runDir, "ca-bundle.pem"));
-  if (isolation === undefined) return { argv: options.command, env };
-  // The helper itself starts without the preload; it hands NODE_OPTIONS back to the command.
-  env["VALLIGNUS_CHILD_NODE_OPTIONS"] = env["NODE_OPTIONS"];
-  delete env["NODE_OPTIONS"];
-  const masks = isolationMasks(process.env);
+  if (isolation === undefined) {
+    const proxyUrl = `http://127.0.0.1:${proxyPort}`;
+    const env = buildChildEnv(process.env, proxyUrl, join(runDir, "ca-bundle.pem"));
+    return { argv: options.command, env };
+  }
+  // Inside, the run folder is bound at INNER_RUN_DIR; the host's is hidden with every other.
+  const proxyUrl = `http://127.0.0.1:${INNER_PROXY_PORT}`;
+  const env = setAsideForHelper(
+    buildChildEnv(process.env, proxyUrl, join(INNER_RUN_DIR, "ca-bundle.pem")),
+  );
+  const mounts = isolationMounts({ home: plan.home.root, runsBase: plan.runsBase, runDir });
   const config = {
-    socket: proxySocket,
+    socket: join(INNER_RUN_DIR, basename(proxySocket)),
     port: INNER_PROXY_PORT,
-    maskDirs: masks.dirs,
-    maskFiles: masks.files,
+    mounts: isolation.setupInside ? mounts : [],
     dropPrefix: isolation.dropPrefix,
     setupInside: isolation.setupInside,
     command: options.command,
+    cwd: process.cwd(),
   };
   return {
-    argv: [...isolation.launcher, process.execPath, HELPER_PATH, JSON.stringify(config)],
+    argv: [
+      ...launcherArgv(isolation, mounts),
+      process.execPath,
+      HELPER_PATH,
+      JSON.stringify(config),
+    ],
     env,
   };
 }
