@@ -244,6 +244,45 @@ function fixedCases(): Case[] {
   ];
 }
 
+/** Values a field may take in a reshaped body: legitimate, odd, and wrong. */
+const FIELD_VALUES: Readonly<Record<string, readonly unknown[]>> = {
+  max_tokens: [0, 1, 64, 2 ** 31, 2 ** 53 - 1, 2 ** 53, -1, 1.5, "10", null, true, {}, [], 1e308],
+  n: [1, 2, 128, 129, 0, null, 1.0],
+  stream: [true, false, "true", null, 1],
+  model: ["fake-gpt", "unknown-model", "", 5, null],
+  stream_options: [{}, { include_usage: false }, { include_usage: true }, "x", null],
+  user: ["a\u0000b", "\ud800", "😀", '"},{"x":[', ""],
+};
+
+const pick = <T>(values: readonly T[], random: () => number): T =>
+  values[Math.floor(random() * values.length)] as T;
+
+/** Nested objects and arrays, `depth` levels, of a random mix. */
+function nest(depth: number, random: () => number): unknown {
+  let value: unknown = "leaf";
+  for (let i = 0; i < depth; i++) value = random() < 0.5 ? [value] : { k: value };
+  return value;
+}
+
+/**
+ * A JSON-aware mutation: a chat body whose fields take random values from FIELD_VALUES, with
+ * nesting up to 100 deep, and sometimes a field given twice, so that the cases reach every
+ * decision (forwarded, each refusal) and not only the parser's.
+ */
+function reshape(random: () => number): Buffer {
+  const fields: Record<string, unknown> = { model: "fake-gpt", messages: [] };
+  for (const [key, values] of Object.entries(FIELD_VALUES)) {
+    if (random() < 0.25) fields[key] = pick(values, random);
+  }
+  if (random() < 0.3) fields["metadata"] = nest(Math.floor(random() * 100), random);
+  // `user` values are JSON text already (escapes the serializer would not write).
+  const { user, ...rest } = fields;
+  let text = JSON.stringify(rest);
+  if (typeof user === "string") text = `${text.slice(0, -1)},"user":"${user}"}`;
+  if (random() < 0.2) text = `${text.slice(0, -1)},"max_tokens":${pick([1, 9e9], random)}}`;
+  return Buffer.from(text, "utf8");
+}
+
 function randomCases(count: number): Case[] {
   const random = seeded(12);
   const base = chat('"max_tokens":10,"metadata":{"a":[1,2,{"b":"c"}]}', true);
@@ -251,7 +290,7 @@ function randomCases(count: number): Case[] {
     name: `mutation ${i}`,
     host: OPENAI,
     path: CHAT,
-    body: mutate(base, random),
+    body: i % 2 === 0 ? mutate(base, random) : reshape(random),
     expect: "any",
   }));
 }
@@ -295,8 +334,8 @@ after(async () => {
   t.cleanup();
 });
 
-test("adversarial bodies on the metered path: each answered and audited, the proxy serves on", async () => {
-  const cases = [...fixedCases(), ...randomCases(40)];
+test("adversarial bodies on the metered path: each answered and audited, the proxy serves on", async (ctx) => {
+  const cases = [...fixedCases(), ...randomCases(80)];
   const dir = join(t.root, "cases");
   mkdirSync(dir);
   cases.forEach((c, i) => writeFileSync(join(dir, `${i}.bin`), c.body));
@@ -331,6 +370,9 @@ test("adversarial bodies on the metered path: each answered and audited, the pro
     ...[OPENAI, ANTHROPIC].flatMap((h) => ["--resolve", `${h}:${fake.port}:127.0.0.1`]),
     "--token",
     token,
+    // A huge max_tokens is a legitimate budget_exceeded here: the run goes on to the next case.
+    "--on-budget",
+    "deny",
     "--",
     process.execPath,
     agentFile,
@@ -350,11 +392,13 @@ test("adversarial bodies on the metered path: each answered and audited, the pro
   assert.equal(records.length, cases.length + 1, "one audit line per request");
   let forwarded = 0;
   const wrong: string[] = [];
+  const mutations = new Map<string, number>();
   cases.forEach((c, i) => {
     const got = results[i] ?? {};
     const record = records[i] ?? {};
     const seenAs = outcome(got);
     if (seenAs === "forwarded") forwarded++;
+    if (c.expect === "any") mutations.set(seenAs, (mutations.get(seenAs) ?? 0) + 1);
     const expected =
       c.expect !== "any" || !(seenAs === "forwarded" || DENY_REASONS.has(seenAs))
         ? c.expect
@@ -365,6 +409,9 @@ test("adversarial bodies on the metered path: each answered and audited, the pro
     }
   });
   assert.deepEqual(wrong, []);
+  // The mutations reach both sides of the decision, not only the JSON parser's refusal.
+  ctx.diagnostic(`mutations: ${JSON.stringify([...mutations])}`);
+  assert.ok(mutations.has("forwarded") && mutations.has("malformed_request"));
   // Only what was forwarded reached the provider, and the last call (the SDK's) got through.
   assert.deepEqual(results.at(-1), { name: "sdk after the fuzz", text: "hello from fake openai" });
   assert.equal(fake.received.length - seen, forwarded + 1);
@@ -373,4 +420,6 @@ test("adversarial bodies on the metered path: each answered and audited, the pro
     auditLines("fuzz").some((r) => r["event"] === "run_end"),
     "the run ended in order",
   );
+  // Every line the fuzz made keeps the hash chain whole.
+  t.ok("audit", "verify");
 });
