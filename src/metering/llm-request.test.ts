@@ -611,6 +611,36 @@ test("readLlmRequest refuses invalid UTF-8 rather than guessing", () => {
   assert.equal(reading.ok, false);
 });
 
+test("readLlmRequest refuses repeated keys and deep nesting before parsing them", () => {
+  const deep = (depth: number) => '{"a":'.repeat(depth) + "1" + "}".repeat(depth);
+  const table: [string, string, string, string][] = [
+    [
+      "a cost field given twice",
+      "/v1/chat/completions",
+      '{"model":"gpt-4o-mini","max_tokens":1,"messages":[],"max_tokens":100000}',
+      "request body repeats a key in an object",
+    ],
+    [
+      "an Anthropic model given twice",
+      "/v1/messages",
+      '{"model":"claude-haiku-4-5","max_tokens":1,"messages":[],"model":"claude-opus-4-1"}',
+      "request body repeats a key in an object",
+    ],
+    [
+      // The review's crash: the usage-option rewrite (JSON.stringify) overflowed the stack.
+      "streaming metadata 20,000 objects deep",
+      "/v1/chat/completions",
+      `{"model":"gpt-4o-mini","stream":true,"messages":[],"metadata":${deep(20_000)}}`,
+      "request body nests deeper than 64 levels",
+    ],
+  ];
+  for (const [name, path, text, why] of table) {
+    const provider = path === "/v1/messages" ? "anthropic" : "openai";
+    const reading = readLlmRequest(provider, "POST", path, Buffer.from(text));
+    assert.deepEqual(reading, { ok: false, why }, name);
+  }
+});
+
 test("readLlmRequest refuses a body over the limit, and only then", () => {
   const payload = body(chat);
   const over = readLlmRequest(

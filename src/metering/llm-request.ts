@@ -3,6 +3,7 @@
  * may produce at most, how many choices, whether it streams, and how large its input can be. The
  * proxy reserves the worst-case cost from these facts. Pure: no I/O, no clock.
  */
+import { checkJsonShape } from "./json-shape.js";
 import { routeLlmPath, type LlmApi, type LlmRoute } from "./llm-api-path.js";
 import type { ProviderId } from "./providers.js";
 import { scanRequestInputs } from "./request-inputs.js";
@@ -60,11 +61,24 @@ class Malformed {
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
-/** The body as a JSON object, or why not. Invalid UTF-8 is refused rather than replaced. */
+/**
+ * The body as a JSON object, or why not. Invalid UTF-8 is refused rather than replaced. A body
+ * that repeats a key is refused: JSON.parse keeps the last `max_tokens` or `model`, a provider
+ * may keep the first, and the reservation would then not bound what it runs. Depth is bounded
+ * before anything recursive (JSON.stringify in the usage-option rewrite) sees the value.
+ */
 function parseJsonObject(body: Buffer): JsonObject | Malformed {
+  let text: string;
+  try {
+    text = UTF8.decode(body);
+  } catch {
+    return new Malformed("request body is not valid UTF-8 JSON");
+  }
+  const shape = checkJsonShape(text);
+  if (!shape.ok) return new Malformed(shape.why);
   let value: unknown;
   try {
-    value = JSON.parse(UTF8.decode(body));
+    value = JSON.parse(text);
   } catch {
     return new Malformed("request body is not valid UTF-8 JSON");
   }

@@ -1,5 +1,6 @@
 import type { MeteredFields } from "../audit/index.js";
 import {
+  DEFAULT_MAX_REQUEST_BODY_BYTES,
   inputTokenBound,
   meteredProviderFor,
   readLlmRequest,
@@ -18,7 +19,7 @@ import type { TunnelContext } from "./intercept.js";
 import type { PriceLookup, SpendLedger } from "./ports.js";
 
 /** The largest request body read before it is judged: Anthropic's own request limit. */
-export const MAX_METERED_BODY_BYTES = 32 * 1024 * 1024;
+export const MAX_METERED_BODY_BYTES = DEFAULT_MAX_REQUEST_BODY_BYTES;
 
 /** What admission asks of the run: its policy, ledger, prices, clock and live state. */
 export interface AdmitPorts {

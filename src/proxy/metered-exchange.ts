@@ -2,15 +2,27 @@ import { Agent as HttpsAgent } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createSecureContext } from "node:tls";
 
-import { decisionRecord, redactPath, type RequestLine, type RunIdentity } from "../audit/index.js";
-import type { ProviderId } from "../metering/index.js";
+import {
+  decisionRecord,
+  redactPath,
+  type DecisionFields,
+  type RequestLine,
+  type RunIdentity,
+} from "../audit/index.js";
+import { meteredProviderFor, type ProviderId } from "../metering/index.js";
 import type { CompiledPolicy, DenyReason } from "../policy/index.js";
 import { denyBody, type ErrorShape } from "./deny-body.js";
 import { DENY_HEADERS } from "./deny-response.js";
 import type { InnerHandler, TunnelContext } from "./intercept.js";
-import { admit, type AdmitPorts, type AdmittedCall, type Refusal } from "./metered-admit.js";
+import {
+  admit,
+  messageOf,
+  type AdmitPorts,
+  type AdmittedCall,
+  type Refusal,
+} from "./metered-admit.js";
 import { forward } from "./metered-forward.js";
-import { cancelReservation, settle } from "./metered-settle.js";
+import { cancelReservation, chargeInFull, settle } from "./metered-settle.js";
 import type { AuditSink, PriceLookup, SpendLedger } from "./ports.js";
 import { tablePrices } from "./price-lookup.js";
 import { settledWithin } from "./settled-within.js";
@@ -61,14 +73,22 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefin
 
 const elapsedSince = (started: number) => Math.round(performance.now() - started);
 
+/** One request inside a metered tunnel, and where it stands. */
+interface Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly tunnel: TunnelContext;
+  readonly line: RequestLine;
+  readonly started: number;
+  /** The call once admitted (its reservation is open until it is settled). */
+  call?: AdmittedCall;
+  /** Its audit line is written: nothing is left to record. */
+  recorded?: true;
+}
+
 /** The contract's 403, in the provider's error shape, and its audit line. */
-function refuse(
-  options: MeterOptions,
-  res: ServerResponse,
-  line: RequestLine,
-  refusal: Refusal,
-  started: number,
-): void {
+function refuse(options: MeterOptions, x: Exchange, refusal: Refusal): void {
+  const { res, line, started } = x;
   const body = denyBody(options.identity, refusal.reason, errorShape(refusal.provider));
   res.writeHead(403, { ...DENY_HEADERS, "content-length": Buffer.byteLength(body) });
   res.end(body);
@@ -83,16 +103,8 @@ function refuse(
     ...(refusal.provider === undefined ? {} : { provider: refusal.provider }),
     ...refusal.metered,
   };
+  x.recorded = true;
   options.audit.append(decisionRecord(options.identity, line, refusal.reason, end, metered));
-}
-
-/** One request inside a metered tunnel, and where it stands. */
-interface Exchange {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
-  readonly tunnel: TunnelContext;
-  readonly line: RequestLine;
-  readonly started: number;
 }
 
 /** The metered handler's parts: its options, the steps' ports, the upstream TLS agent. */
@@ -124,8 +136,55 @@ class Meter {
     this.agentMade?.destroy();
   }
 
-  /** admit → forward → settle. */
+  /**
+   * admit → forward → settle; the one place where an error none of them caught ends up (a bug:
+   * each step turns what it expects into a denial itself). That request alone is denied.
+   */
   async serve(x: Exchange): Promise<void> {
+    try {
+      await this.steps(x);
+    } catch (err) {
+      this.failed(x, err);
+    }
+  }
+
+  /**
+   * An unexpected error: a 403 `malformed_request` and its line if nothing was answered yet,
+   * else the connection cut and the call recorded as it stood. An admitted call is charged its
+   * whole reservation: what reached the provider is not known (fail closed).
+   */
+  private failed(x: Exchange, err: unknown): void {
+    if (x.recorded === true) return;
+    x.recorded = true;
+    x.req.resume();
+    const error = `internal error: ${messageOf(err)}`;
+    const { call } = x;
+    if (call?.billing !== undefined) {
+      chargeInFull(this.options.ledger, call.billing, "internal error");
+    }
+    const model = call?.request.model;
+    const metered = model === undefined ? {} : { model };
+    const provider = call?.provider ?? meteredProviderFor(x.tunnel.host);
+    if (!x.res.headersSent && !x.res.destroyed) {
+      const refusal: Refusal = { reason: "malformed_request", provider, error, metered };
+      refuse(this.options, x, refusal);
+      return;
+    }
+    x.res.destroy();
+    const end = {
+      status: x.res.statusCode,
+      bytesIn: 0,
+      bytesOut: call?.forwardBody.length ?? 0,
+      durationMs: elapsedSince(x.started),
+      error,
+    };
+    const fields = { ...(provider === undefined ? {} : { provider }), ...metered };
+    this.options.audit.append(
+      decisionRecord(this.options.identity, x.line, undefined, end, fields),
+    );
+  }
+
+  private async steps(x: Exchange): Promise<void> {
     const { req } = x;
     const admission = await admit(this.admitPorts, {
       method: x.line.method,
@@ -136,11 +195,15 @@ class Meter {
     });
     if (!admission.admitted) {
       req.resume();
-      refuse(this.options, x.res, x.line, admission.refusal, x.started);
+      refuse(this.options, x, admission.refusal);
       if (admission.refusal.budgetExhausted === true) this.options.onBudgetExhausted();
       return;
     }
-    const call = this.forwardAndSettle(admission.call, x);
+    x.call = admission.call;
+    // The failure is handled inside the tracked promise, so that finished() waits for its line.
+    const call = this.forwardAndSettle(admission.call, x).catch((err: unknown) => {
+      this.failed(x, err);
+    });
     this.calls.add(call);
     await call.finally(() => this.calls.delete(call));
   }
@@ -158,7 +221,7 @@ class Meter {
         error: forwarded.error,
         metered: model === undefined ? {} : { model },
       };
-      refuse(this.options, x.res, x.line, refusal, x.started);
+      refuse(this.options, x, refusal);
       return;
     }
     const durationMs = elapsedSince(x.started);
@@ -172,7 +235,14 @@ class Meter {
       durationMs,
       error: forwarded.error,
     };
-    await settle(this.options, x.line, call, end);
+    // The line is marked written as it is appended: a fault after it must not write a second.
+    const audit = {
+      append: (record: DecisionFields) => {
+        x.recorded = true;
+        this.options.audit.append(record);
+      },
+    };
+    await settle({ ...this.options, audit }, x.line, call, end);
   }
 }
 

@@ -127,6 +127,17 @@ export function cancelReservation(ledger: SpendLedger, billing: Billing, reason:
   settleSafely(ledger, billing.reservationId, 0, { reason }).catch(() => undefined);
 }
 
+/**
+ * Charges a reservation in full, for a call whose end is not known. A failure leaves it open, to
+ * be charged in full later all the same.
+ */
+export function chargeInFull(ledger: SpendLedger, billing: Billing, reason: string): void {
+  settleSafely(ledger, billing.reservationId, billing.reservedNano, {
+    charged_full: true,
+    reason,
+  }).catch(() => undefined);
+}
+
 /** The ledger refuses a malformed amount by throwing: a failed settlement like any other. */
 function settleSafely(
   ledger: SpendLedger,

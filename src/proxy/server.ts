@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, ServerResponse, type IncomingMessage, type Server } from "node:http";
 import { chmodSync } from "node:fs";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -46,6 +46,9 @@ const CLOSE_GRACE_MS = 200;
 /** Connections with a request in progress: that request's own record covers how it ends. */
 const busy = new WeakSet<Duplex>();
 
+/** The record of each request being served, for containFailure to end. */
+const entries = new WeakMap<IncomingMessage, InFlight>();
+
 /** A plain-HTTP request: parse, judge, then forward it or answer 403. */
 async function serveHttp(core: ProxyCore, req: IncomingMessage, res: ServerResponse) {
   const socket = req.socket;
@@ -57,6 +60,7 @@ async function serveHttp(core: ProxyCore, req: IncomingMessage, res: ServerRespo
     req.method ?? "",
     parsed.ok ? parsed.facts : undefined,
   );
+  entries.set(req, entry);
   if (!parsed.ok) {
     sendDeny(core, res, "malformed_request");
     req.resume();
@@ -93,6 +97,7 @@ async function serveConnect(core: ProxyCore, req: IncomingMessage, client: Duple
   client.on("error", () => client.destroy());
   const parsed = parseConnect(req);
   const entry = core.records.begin(req.url ?? "", "CONNECT", parsed.ok ? parsed.facts : undefined);
+  entries.set(req, entry);
   entry.bytesOut = head.length;
   if (!parsed.ok) {
     denyOnSocket(core, client, "malformed_request");
@@ -116,6 +121,7 @@ async function serveUpgrade(core: ProxyCore, req: IncomingMessage, client: Duple
     req.method ?? "",
     parsed.ok ? parsed.facts : undefined,
   );
+  entries.set(req, entry);
   const upgradeTo = (req.headers.upgrade ?? "").toLowerCase();
   // Only WebSocket may be upgraded through us; h2c would hide requests from the policy.
   if (!parsed.ok || upgradeTo !== "websocket") {
@@ -142,6 +148,39 @@ function refuseUnparsable(core: ProxyCore, err: NodeJS.ErrnoException, socket: D
   }
   denyOnSocket(core, socket, "malformed_request");
   core.records.begin("", "", undefined).finish(MALFORMED, 403, err.code ?? err.message);
+}
+
+/**
+ * Where an error that nothing else caught while serving a request ends up (a bug: the steps
+ * turn what they expect into denials themselves). That request alone is denied
+ * `malformed_request` — one we could not carry out is one we cannot judge — and recorded; if
+ * its answer had begun, its connection is cut instead. The proxy serves on.
+ */
+function containFailure(
+  core: ProxyCore,
+  req: IncomingMessage,
+  answer: ServerResponse | Duplex,
+  err: unknown,
+): void {
+  const entry = entries.get(req) ?? core.records.begin(req.url ?? "", req.method ?? "", undefined);
+  const error = `internal error: ${err instanceof Error ? err.message : String(err)}`;
+  req.resume();
+  const begun =
+    answer instanceof ServerResponse
+      ? answer.headersSent
+      : "bytesWritten" in answer && answer.bytesWritten !== 0;
+  if (begun || answer.destroyed) {
+    answer.destroy();
+    entry.finish(
+      entry.judgement ?? MALFORMED,
+      answer instanceof ServerResponse ? answer.statusCode : 0,
+      error,
+    );
+    return;
+  }
+  if (answer instanceof ServerResponse) sendDeny(core, answer, "malformed_request");
+  else denyOnSocket(core, answer, "malformed_request");
+  entry.finish(MALFORMED, 403, error);
 }
 
 function listen(server: Server, port: number, host: string): Promise<number> {
@@ -180,13 +219,17 @@ function createProxyServer(core: ProxyCore): Server {
     socket.setNoDelay(true);
   });
   server.on("request", (req: IncomingMessage, res: ServerResponse) => {
-    void serveHttp(core, req, res);
+    serveHttp(core, req, res).catch((err: unknown) => containFailure(core, req, res, err));
   });
   server.on("connect", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    void serveConnect(core, req, socket, head);
+    serveConnect(core, req, socket, head).catch((err: unknown) => {
+      containFailure(core, req, socket, err);
+    });
   });
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    void serveUpgrade(core, req, socket, head);
+    serveUpgrade(core, req, socket, head).catch((err: unknown) => {
+      containFailure(core, req, socket, err);
+    });
   });
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
     refuseUnparsable(core, err, socket);
