@@ -201,7 +201,10 @@ describe("readClientHello: case table", () => {
     ],
     [
       "a record after a cut hello that is not a handshake",
-      Buffer.concat([records(helloBody(), 7).subarray(0, 24), Buffer.from([0x15, 3, 3, 0, 2, 2, 40])]),
+      Buffer.concat([
+        records(helloBody(), 7).subarray(0, 24),
+        Buffer.from([0x15, 3, 3, 0, 2, 2, 40]),
+      ]),
       "invalid",
     ],
   ];

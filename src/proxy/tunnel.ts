@@ -186,8 +186,13 @@ export function interceptTunnel(r: SocketRequest, intercept: SecureContext): voi
   client.write(ESTABLISHED);
   const tunnel = { host: hostText(facts.host), port: facts.port, address: judgement.address };
   if (head.length > 0) client.unshift(head);
-  const tls = core.interception.accept(client, tunnel, intercept, (why) => {
-    entry.finish(MALFORMED, 403, why);
+  const tls = core.interception.accept(client, tunnel, intercept, {
+    handshake: (why) => entry.finish(MALFORMED, 403, why),
+    request: (method, path, why) => {
+      const inner: RequestFacts = { ...facts, kind: "http", method, path };
+      core.records.begin(path, method, inner).finish(MALFORMED, 403, why);
+      return core.gatekeeper.denyBody("malformed_request", tunnel.host);
+    },
   });
   track(core, tls);
   client.once("close", () => entry.finish(judgement, 200));
