@@ -4,7 +4,9 @@ import { hostText, parseAuthority } from "./address.js";
 import { connectionNamesProtected, headerValues } from "./headers.js";
 import type { RequestFacts } from "./judgement.js";
 
-export type Parsed = { ok: true; facts: RequestFacts } | { ok: false; why: string };
+/** A refused request may still have been read far enough to say what it asked for (the audit). */
+export type Parsed =
+  { ok: true; facts: RequestFacts } | { ok: false; why: string; facts?: RequestFacts };
 
 /** A request body larger than this is refused as malformed: agents don't upload gigabytes. */
 const MAX_BODY_BYTES = 1024 ** 3;
@@ -33,23 +35,21 @@ export function parseHttpRequest(req: IncomingMessage, kind: "http" | "upgrade")
       return { ok: false, why: "Host header disagrees with the request target" };
     }
   }
-  const named = connectionNamesProtected(req.rawHeaders);
-  if (named !== undefined) return { ok: false, why: `Connection names ${named}` };
-  const length = headerValues(req.rawHeaders, "content-length");
-  if (length.length > 1) return { ok: false, why: "more than one Content-Length" };
-  if (length.length === 1 && Number(length[0]) > MAX_BODY_BYTES)
-    return { ok: false, why: "body too large" };
-  return {
-    ok: true,
-    facts: {
-      kind,
-      method,
-      scheme: "http",
-      host: authority.host,
-      port: authority.port,
-      path: path.startsWith("?") ? `/${path}` : path,
-    },
+  const facts: RequestFacts = {
+    kind,
+    method,
+    scheme: "http",
+    host: authority.host,
+    port: authority.port,
+    path: path.startsWith("?") ? `/${path}` : path,
   };
+  const named = connectionNamesProtected(req.rawHeaders);
+  if (named !== undefined) return { ok: false, why: `Connection names ${named}`, facts };
+  const length = headerValues(req.rawHeaders, "content-length");
+  if (length.length > 1) return { ok: false, why: "more than one Content-Length", facts };
+  if (length.length === 1 && Number(length[0]) > MAX_BODY_BYTES)
+    return { ok: false, why: "body too large", facts };
+  return { ok: true, facts };
 }
 
 /** Reads a CONNECT's `host:port` target. */
