@@ -175,6 +175,7 @@ test("requests the inner parser refuses get the 403 deny JSON and an audit line 
       "a CONNECT inside the tunnel",
       `CONNECT evil.test:443 HTTP/1.1\r\nHost: evil.test:443\r\n\r\n`,
     ],
+    ["no Host header", `GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n`],
   ];
   const seen = fake.received.length;
   const { out, audit } = await runCases("inner-parse", cases);

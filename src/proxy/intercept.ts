@@ -83,7 +83,8 @@ function refuseOnSocket(socket: Duplex, method: string, path: string, why: strin
 function makeInnerServer(handler: InnerHandler): Server {
   const inner = createServer({
     maxHeaderSize: 16 * 1024,
-    requireHostHeader: true,
+    // Not Node's own 400 (unaudited): a missing Host is refused by admission, with a 403 and a line.
+    requireHostHeader: false,
     keepAliveTimeout: 30_000,
   });
   inner.on("request", (req: IncomingMessage, res: ServerResponse) => {
