@@ -14,6 +14,7 @@ import {
 } from "node:http";
 import { createServer as createTcpServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
+import type { Duplex } from "node:stream";
 import { after, before, test } from "node:test";
 
 import { makeQuickstartHome, type CliResult, type TempHome } from "./helpers/cli.js";
@@ -114,8 +115,24 @@ function answer(req: IncomingMessage, res: ServerResponse): void {
   });
 }
 
+/** What the origin's WebSocket endpoint received after the upgrade request, by path. */
+const upgraded = new Map<string, string>();
+
+/** Answers 101, then reads what the client sends (bytes sent ahead of the 101 included). */
+function acceptUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  let got = head.toString("latin1");
+  upgraded.set(req.url ?? "", got);
+  socket.on("error", () => socket.destroy());
+  socket.on("data", (d: Buffer) => upgraded.set(req.url ?? "", (got += d.toString("latin1"))));
+  socket.write(
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+  );
+  setTimeout(() => socket.end(), 300);
+}
+
 before(async () => {
   origin = createServer(answer);
+  origin.on("upgrade", acceptUpgrade);
   origin.on("connection", () => connections++);
   await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
   originPort = (origin.address() as AddressInfo).port;
@@ -352,4 +369,71 @@ test("a query string reaches the origin unchanged; the audit log keeps only its 
   auditLine("/echo/q?key=REDACTED&empty=REDACTED&REDACTED&a=REDACTED");
   const log = readFileSync(join(home.home, "audit", "audit.jsonl"), "utf8");
   assert.ok(!log.includes("s3cret"), "no query value or bare item is in the audit log");
+});
+
+/** Sends raw requests through HTTP_PROXY, one connection each; prints what came back. */
+const RAW_AGENT = `
+const net = require("node:net");
+const proxy = new URL(process.env.HTTP_PROXY);
+(async () => {
+  const out = [];
+  for (const raw of JSON.parse(process.argv[1])) {
+    out.push(await new Promise((done) => {
+      const s = net.connect(Number(proxy.port), proxy.hostname, () => s.write(raw));
+      let text = "";
+      s.setEncoding("latin1");
+      s.on("data", (d) => (text += d));
+      s.on("error", () => {});
+      const timer = setTimeout(() => s.destroy(), 5000);
+      s.on("close", () => { clearTimeout(timer); done(text); });
+    }));
+  }
+  console.log(JSON.stringify(out));
+})();`;
+
+async function sendRaw(requests: string[]): Promise<string[]> {
+  const r = await run([process.execPath, "-e", RAW_AGENT, JSON.stringify(requests)]);
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as string[];
+}
+
+const upgradeRequest = (path: string, connection: string) =>
+  `GET ${url(path)} HTTP/1.1\r\nHost: plain.test:${originPort}\r\nConnection: ${connection}\r\n` +
+  "Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+test("a Connection header naming Host is refused, never obeyed by dropping Host", async () => {
+  const r = await run(
+    ["curl", "-sS", "--max-time", "10", "-w", "\\n%{http_code}"].concat([
+      "-H",
+      "Connection: close, Host",
+      url("/echo/connection-host"),
+    ]),
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const [body, status] = r.stdout.split("\n");
+  assert.equal(status, "403");
+  assert.equal(
+    (JSON.parse(body ?? "") as Record<string, unknown>)["deny_reason"],
+    "malformed_request",
+  );
+  const [upgrade] = await sendRaw([upgradeRequest("/ws/connection-host", "Upgrade, Host")]);
+  assert.match(upgrade ?? "", /^HTTP\/1\.1 403 /);
+  assert.match(upgrade ?? "", /"deny_reason":"malformed_request"/);
+  assert.equal(
+    seen.find((s) => s.url === "/echo/connection-host"),
+    undefined,
+  );
+  assert.equal(upgraded.has("/ws/connection-host"), false);
+  assert.equal(auditLine("/echo/connection-host")["deny_reason"], "malformed_request");
+  assert.equal(auditLine("/ws/connection-host")["deny_reason"], "malformed_request");
+});
+
+test("bytes sent ahead of the 101 reach the origin and count in bytes_out", async () => {
+  const [answer] = await sendRaw([upgradeRequest("/ws/ahead", "Upgrade") + "AHEAD"]);
+  assert.match(answer ?? "", /^HTTP\/1\.1 101 /);
+  assert.equal(upgraded.get("/ws/ahead"), "AHEAD");
+  const line = auditLine("/ws/ahead");
+  assert.equal(line["decision"], "allow");
+  assert.equal(line["status"], 101);
+  assert.equal(line["bytes_out"], 5);
 });

@@ -1,8 +1,17 @@
 import type { DenyReason } from "../policy/index.js";
 import type { RunIdentity } from "../audit/index.js";
+import { meteredProviderFor } from "../metering/index.js";
 
 /** Providers whose SDKs read an `error` object of their own shape. */
 export type ErrorShape = "openai" | "anthropic" | "gemini";
+
+/** The error shape of the provider that serves `host`, if it is a metered host. */
+export function errorShapeFor(host: string): ErrorShape | undefined {
+  const provider = meteredProviderFor(host);
+  if (provider === undefined) return undefined;
+  if (provider === "anthropic" || provider === "gemini") return provider;
+  return "openai";
+}
 
 /** What a person reads in the 403 for each reason. */
 export const REASON_TEXT: Record<DenyReason, string> = {

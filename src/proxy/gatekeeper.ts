@@ -13,7 +13,7 @@ import {
   type DenyReason,
 } from "../policy/index.js";
 import { hostText, isPrivateAddress } from "./address.js";
-import { denyBody } from "./deny-body.js";
+import { denyBody, errorShapeFor } from "./deny-body.js";
 import type { AuditSink } from "./ports.js";
 import { RequestCounter } from "./request-slots.js";
 import { resolveTarget, type ResolveOverride } from "./resolve.js";
@@ -130,7 +130,8 @@ export function createGatekeeper(
 
   return {
     judge,
-    denyBody: (reason) => denyBody(identity, reason),
+    denyBody: (reason, host) =>
+      denyBody(identity, reason, host === undefined ? undefined : errorShapeFor(host)),
     record: (outcome) => options.audit.append(recordOf(identity, outcome)),
     allowedCount: () => requests.taken,
     takeRequestSlot: () => {

@@ -43,6 +43,7 @@ export interface Outcome {
  */
 export interface Gatekeeper {
   judge(facts: RequestFacts): Promise<Judgement>;
-  denyBody(reason: DenyReason): string;
+  /** The deny JSON; given a metered `host`, with an `error` object in its provider's shape. */
+  denyBody(reason: DenyReason, host?: string): string;
   record(outcome: Outcome): void;
 }

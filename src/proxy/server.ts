@@ -55,11 +55,7 @@ async function serveHttp(core: ProxyCore, req: IncomingMessage, res: ServerRespo
   busy.add(socket);
   res.once("close", () => busy.delete(socket));
   const parsed = parseHttpRequest(req, "http");
-  const entry = core.records.begin(
-    req.url ?? "",
-    req.method ?? "",
-    parsed.ok ? parsed.facts : undefined,
-  );
+  const entry = core.records.begin(req.url ?? "", req.method ?? "", parsed.facts);
   entries.set(req, entry);
   if (!parsed.ok) {
     sendDeny(core, res, "malformed_request");
@@ -116,12 +112,10 @@ async function serveUpgrade(core: ProxyCore, req: IncomingMessage, client: Duple
   track(core, client);
   client.on("error", () => client.destroy());
   const parsed = parseHttpRequest(req, "upgrade");
-  const entry = core.records.begin(
-    req.url ?? "",
-    req.method ?? "",
-    parsed.ok ? parsed.facts : undefined,
-  );
+  const entry = core.records.begin(req.url ?? "", req.method ?? "", parsed.facts);
   entries.set(req, entry);
+  // Bytes the client sent ahead of the 101 go upstream with the request: they count too.
+  entry.bytesOut = head.length;
   const upgradeTo = (req.headers.upgrade ?? "").toLowerCase();
   // Only WebSocket may be upgraded through us; h2c would hide requests from the policy.
   if (!parsed.ok || upgradeTo !== "websocket") {
