@@ -273,7 +273,15 @@ test("Anthropic web search: max_uses is reserved at $10 per 1,000 and the search
   assert.equal(calls[1]?.body["decision"], "deny");
 });
 
-test("OpenAI Responses web search: refused without max_tool_calls, charged per call with it", async () => {
+test("OpenAI web search: refused without max_tool_calls, charged per call with it; chat search per call", async () => {
+  answers.set(
+    "gpt-4o-search-preview",
+    chatAnswer("gpt-4o-search-preview-2025-03-11", {
+      prompt_tokens: 1_000,
+      completion_tokens: 100,
+      total_tokens: 1_100,
+    }),
+  );
   answers.set("gpt-4o", {
     id: "resp_cov",
     object: "response",
@@ -311,16 +319,27 @@ test("OpenAI Responses web search: refused without max_tool_calls, charged per c
       url: url("api.openai.com", "/v1/responses"),
       body: { ...body, tools: [{ type: "code_interpreter", container: { type: "auto" } }] },
     },
+    {
+      url: url("api.openai.com", "/v1/chat/completions"),
+      body: {
+        model: "gpt-4o-search-preview",
+        max_tokens: 100,
+        messages: [{ role: "user", content: "news?" }],
+      },
+    },
   ]);
   assert.deepEqual(
     calls.map((c) => c.status),
-    [403, 200, 403],
+    [403, 200, 403, 200],
   );
   const lines = meteredOf("cov-responses");
   assert.equal(lines[0]?.["deny_reason"], "model_price_unknown");
   // 1,000 × $2.50/M + 100 × $10/M + 2 web searches × $0.01 = $0.0235.
   assert.equal(lines[1]?.["cost_usd"], "0.0235");
   assert.equal(lines[2]?.["deny_reason"], "model_price_unknown");
+  // A chat search model searches once per call, unreported: 1,000 × $2.50/M + 100 × $10/M +
+  // $0.05 (the dearest chat-search rate).
+  assert.equal(lines[3]?.["cost_usd"], "0.0535");
 });
 
 test("regional OpenAI hosts are metered as OpenAI, not tunnelled", async () => {

@@ -130,6 +130,27 @@ const cases: [string, LlmApi, ProviderId, Record<string, unknown>, ServerToolFac
     { ok: false, why: "server tool browser_search has no known price or bound" },
   ],
   [
+    "OpenAI chat search model: one search per call, at the dearest chat-search rate",
+    "chat_completions",
+    "openai",
+    { model: "gpt-4o-search-preview", messages: [] },
+    { ok: true, nanoPerCall: {}, maxCalls: {}, fixedNano: 5 * CENT },
+  ],
+  [
+    "OpenAI chat with web_search_options: the same",
+    "chat_completions",
+    "openai",
+    { model: "gpt-5", web_search_options: {}, messages: [] },
+    { ok: true, nanoPerCall: {}, maxCalls: {}, fixedNano: 5 * CENT },
+  ],
+  [
+    "web_search_options on another host is refused",
+    "chat_completions",
+    "azure",
+    { web_search_options: { search_context_size: "low" }, messages: [] },
+    { ok: false, why: "web_search_options has no known price on this host" },
+  ],
+  [
     "chat completions functions cost tokens only",
     "chat_completions",
     "openai",
@@ -146,13 +167,21 @@ for (const [name, api, provider, body, expected] of cases) {
 
 test("withToolPrices: the dearer of ours and the table's, for enabled tools only", () => {
   const pricing = { source: "table", toolNanoPerCall: { web_search: 3 * CENT, file_search: 1 } };
-  assert.deepEqual(withToolPrices(pricing, { web_search: CENT }).toolNanoPerCall, {
+  assert.deepEqual(withToolPrices(pricing, { nanoPerCall: { web_search: CENT } }).toolNanoPerCall, {
     web_search: 3 * CENT,
   });
   const untooled: { source: string; toolNanoPerCall?: Record<string, number> } = {
     source: "table",
   };
-  assert.deepEqual(withToolPrices(untooled, { file_search: 7 }).toolNanoPerCall, {
+  assert.deepEqual(withToolPrices(untooled, { nanoPerCall: { file_search: 7 } }).toolNanoPerCall, {
     file_search: 7,
   });
+});
+
+test("withToolPrices: a fixed fee joins the per-request fee", () => {
+  const pricing: { requestNano?: number } = { requestNano: 3 };
+  assert.equal(
+    withToolPrices(pricing, { nanoPerCall: {}, fixedNano: 5 * CENT }).requestNano,
+    3 + 5 * CENT,
+  );
 });

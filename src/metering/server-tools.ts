@@ -19,6 +19,10 @@ import type { ProviderId } from "./providers.js";
  * - OpenAI Responses `web_search` (GA): $10 per 1,000 calls; `web_search_preview`: $25 per
  *   1,000 calls with non-reasoning models, the dearer of its two rates, taken for every model;
  *   `file_search`: $2.50 per 1,000 calls (platform.openai.com/docs/pricing, "Built-in tools").
+ * - OpenAI chat completions search models (`gpt-4o-search-preview`…, or `web_search_options`):
+ *   one search per request, $50 per 1,000 at the most (gpt-4o-search-preview with a high
+ *   search context, the dearest rate OpenAI has listed for them; same page). Their usage does
+ *   not report the search, so it is charged on every such call.
  */
 const USD_PER_1000_CALLS = 1_000_000; // nano-USD per call for $1 per 1,000 calls
 
@@ -26,6 +30,7 @@ const ANTHROPIC_WEB_SEARCH_NANO = 10 * USD_PER_1000_CALLS;
 const OPENAI_WEB_SEARCH_NANO = 10 * USD_PER_1000_CALLS;
 const OPENAI_WEB_SEARCH_PREVIEW_NANO = 25 * USD_PER_1000_CALLS;
 const OPENAI_FILE_SEARCH_NANO = 2.5 * USD_PER_1000_CALLS;
+const OPENAI_CHAT_SEARCH_NANO = 50 * USD_PER_1000_CALLS;
 
 /** What a request's tools add to its cost, or why they make it unpriceable. */
 export type ServerToolFacts =
@@ -35,6 +40,8 @@ export type ServerToolFacts =
       readonly nanoPerCall: Readonly<Partial<Record<ToolFee, number>>>;
       /** The most calls the request allows of each tool (a shared limit counts for each). */
       readonly maxCalls: Readonly<Partial<Record<ToolFee, number>>>;
+      /** A fee the request costs whatever its usage says (chat search models), nano-USD. */
+      readonly fixedNano?: number;
     }
   | { readonly ok: false; readonly why: string };
 
@@ -137,6 +144,21 @@ function ruleFor(api: LlmApi, provider: ProviderId, tool: unknown): ToolRule {
   }
 }
 
+/**
+ * OpenAI's chat search models search once per request, asked or not, and so does any chat model
+ * given `web_search_options`. Other hosts' search options have no price here: refused.
+ */
+function chatSearch(provider: ProviderId, body: JsonObject): ServerToolFacts | undefined {
+  const options = body.web_search_options;
+  const asked = options !== undefined && options !== null;
+  const searchModel = typeof body.model === "string" && /search/i.test(body.model);
+  if (!asked && !(searchModel && provider === "openai")) return undefined;
+  if (provider !== "openai") {
+    return { ok: false, why: "web_search_options has no known price on this host" };
+  }
+  return { ok: true, nanoPerCall: {}, maxCalls: {}, fixedNano: OPENAI_CHAT_SEARCH_NANO };
+}
+
 /** A call limit field: a non-negative safe integer, else undefined (no bound). */
 function limit(value: unknown): number | undefined {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
@@ -154,6 +176,8 @@ export function readServerTools(
   provider: ProviderId,
   body: JsonObject,
 ): ServerToolFacts {
+  const search = api === "chat_completions" ? chatSearch(provider, body) : undefined;
+  if (search?.ok === false) return search;
   const tools = Array.isArray(body.tools) ? (body.tools as unknown[]) : [];
   const nanoPerCall: Partial<Record<ToolFee, number>> = {};
   const maxCalls: Partial<Record<ToolFee, number>> = {};
@@ -180,20 +204,38 @@ export function readServerTools(
     }
     for (const fee of Object.keys(nanoPerCall) as ToolFee[]) maxCalls[fee] = calls;
   }
-  return { ok: true, nanoPerCall, maxCalls };
+  return search === undefined
+    ? { ok: true, nanoPerCall, maxCalls }
+    : { ...search, nanoPerCall, maxCalls };
 }
 
 /**
- * The model's pricing with the per-call prices of the tools this request enables: the dearer of
- * ours and the table's for the model. Only enabled tools get a price, so a response that reports
- * calls of another tool cannot be priced and is charged its whole reservation.
+ * The model's pricing with the prices of the tools this request enables: per call, the dearer of
+ * ours and the table's for the model; a fixed fee joins the per-request fee. Only enabled tools
+ * get a price, so a response that reports calls of another tool cannot be priced and is charged
+ * its whole reservation.
  */
-export function withToolPrices<
-  P extends { readonly toolNanoPerCall?: Readonly<Partial<Record<ToolFee, number>>> },
->(pricing: P, nanoPerCall: Readonly<Partial<Record<ToolFee, number>>>): P {
+export function withToolPrices<P extends PricingFees>(
+  pricing: P,
+  tools: {
+    readonly nanoPerCall: Readonly<Partial<Record<ToolFee, number>>>;
+    readonly fixedNano?: number;
+  },
+): P {
   const prices: Partial<Record<ToolFee, number>> = {};
-  for (const [fee, price] of Object.entries(nanoPerCall) as [ToolFee, number][]) {
+  for (const [fee, price] of Object.entries(tools.nanoPerCall) as [ToolFee, number][]) {
     prices[fee] = Math.max(price, pricing.toolNanoPerCall?.[fee] ?? 0);
   }
-  return { ...pricing, toolNanoPerCall: prices };
+  const fixed = tools.fixedNano ?? 0;
+  return {
+    ...pricing,
+    toolNanoPerCall: prices,
+    ...(fixed === 0 ? {} : { requestNano: (pricing.requestNano ?? 0) + fixed }),
+  };
+}
+
+/** The parts of a ModelPricing that tools change. */
+interface PricingFees {
+  readonly toolNanoPerCall?: Readonly<Partial<Record<ToolFee, number>>>;
+  readonly requestNano?: number;
 }

@@ -169,7 +169,7 @@ async function reserveFor(
   if (modelPricing === undefined) {
     return { reason: "model_price_unknown", provider, metered: { model } };
   }
-  const pricing = withToolPrices(modelPricing, tools.nanoPerCall);
+  const pricing = withToolPrices(modelPricing, tools);
   // Content stored elsewhere (and audio, video, PDFs) costs tokens the body's bytes do not
   // bound: the model's context window is then the only honest bound. Images get a fixed
   // per-image allowance on top of their bytes.
