@@ -86,8 +86,14 @@ const OPENAI_FREE_TOOLS = new Set([
   "mcp",
 ]);
 
+/** A tool's `type` for a message: the string, or what kind of value it is instead. */
+function typeName(type: unknown): string {
+  if (typeof type === "string") return type;
+  return type === null ? "null" : typeof type;
+}
+
 function openAiResponsesRule(provider: ProviderId, tool: JsonObject): ToolRule {
-  const type = String(tool.type);
+  const type = typeName(tool.type);
   if (OPENAI_FREE_TOOLS.has(type)) return FREE;
   // Only OpenAI's own prices are known; Azure and others bill these tools differently.
   if (provider === "openai") {
@@ -140,7 +146,10 @@ function ruleFor(api: LlmApi, provider: ProviderId, tool: unknown): ToolRule {
       // Chat completions and the OpenAI-compatible hosts: only tools the client runs.
       return tool.type === undefined || tool.type === "function" || tool.type === "custom"
         ? FREE
-        : { kind: "refused", why: `server tool ${String(tool.type)} has no known price or bound` };
+        : {
+            kind: "refused",
+            why: `server tool ${typeName(tool.type)} has no known price or bound`,
+          };
   }
 }
 

@@ -68,9 +68,12 @@ function checkedUsage(usage: Usage): Usage | undefined {
     usage.cacheReadTokens,
     usage.cacheWriteTokens,
     usage.reasoningTokens,
-    ...[usage.promptByModality, usage.cachedByModality, usage.outputByModality, usage.toolCalls]
-      .flatMap((parts) => Object.values(parts ?? {}))
-      .filter((value) => value !== undefined),
+    ...[
+      usage.promptByModality,
+      usage.cachedByModality,
+      usage.outputByModality,
+      usage.toolCalls,
+    ].flatMap((parts) => Object.values(parts ?? {})),
   ];
   return counts.every((value) => Number.isSafeInteger(value) && value >= 0) ? usage : undefined;
 }
