@@ -61,6 +61,12 @@ export interface ModelPricing {
   /** A fee per request (the table's `requests_kcount`), nano-USD. */
   readonly requestNano?: number;
   /**
+   * A server-tool fee this request costs whatever its usage says (a chat search model's one
+   * search), nano-USD. Apart from `requestNano` because it belongs to the request, not the
+   * model: the cheapest next call to the model does not pay it.
+   */
+  readonly toolFixedNano?: number;
+  /**
    * Nano-USD per server-tool call. From the table (`web_searches_kcount`…) as looked up; at
    * admission it becomes the price of the tools the request enables (server-tools.ts). A call
    * that reports a tool without a price here is charged its whole reservation.
@@ -608,7 +614,10 @@ function toolNanoUsd(pricing: ModelPricing, usage: TokenUsage): bigint {
  * treat a throw as "charge the reservation".
  */
 export function costNanoUsd(pricing: ModelPricing, usage: TokenUsage): number {
-  let total = tokenCount("requestNano", pricing.requestNano ?? 0) + toolNanoUsd(pricing, usage);
+  let total =
+    tokenCount("requestNano", pricing.requestNano ?? 0) +
+    tokenCount("toolFixedNano", pricing.toolFixedNano ?? 0) +
+    toolNanoUsd(pricing, usage);
   for (const side of [inputComponents(pricing, usage), outputComponents(pricing, usage)]) {
     for (const [price, tokens] of byPrice(side)) total += componentNanoUsd(tokens, price);
   }

@@ -285,3 +285,20 @@ test("inputTokenBound: characters would not bound CJK tokens, bytes do", () => {
   assert.ok(codePoints < tokens, `${codePoints} code points, ${tokens} tokens`);
   assert.ok(Buffer.byteLength(text, "utf8") >= tokens);
 });
+
+test("cheapestNextRequestNanoUsd: a tool fee of the last request is not the next one's", () => {
+  const searched: ModelPricing = {
+    ...unlimited,
+    toolFixedNano: 50_000_000,
+    toolNanoPerCall: { web_search: 10_000_000 },
+  };
+  assert.equal(cheapestNextRequestNanoUsd(searched), cheapestNextRequestNanoUsd(unlimited));
+  assert.equal(
+    reservationNanoUsd(searched, {
+      inputTokens: 0,
+      maxOutputTokens: 0,
+      toolCalls: { web_search: 2 },
+    }),
+    50_000_000 + 20_000_000,
+  );
+});

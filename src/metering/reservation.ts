@@ -174,7 +174,9 @@ export function reservationNanoUsd(pricing: ModelPricing, request: ReservationRe
   const output = componentNanoUsd(outputTokens, dearestOutputPrice(pricing));
   const roundingSlack = roundingSlackNano(pricing, input, output);
   const fees =
-    BigInt(count("requestNano", pricing.requestNano ?? 0)) + toolReservation(pricing, request);
+    BigInt(count("requestNano", pricing.requestNano ?? 0)) +
+    BigInt(count("toolFixedNano", pricing.toolFixedNano ?? 0)) +
+    toolReservation(pricing, request);
   const total = input + output + roundingSlack + fees;
   return total > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(total);
 }
@@ -189,7 +191,9 @@ export function cheapestNextRequestNanoUsd(
   minInputTokens = 1,
   minOutputTokens = 1,
 ): number {
-  return reservationNanoUsd(pricing, {
+  // The model's own price: a tool fee of the last request is not one the next must pay.
+  const model: ModelPricing = { ...pricing, toolFixedNano: 0, toolNanoPerCall: {} };
+  return reservationNanoUsd(model, {
     inputTokens: minInputTokens,
     maxOutputTokens: minOutputTokens,
     n: 1,

@@ -178,10 +178,10 @@ test("withToolPrices: the dearer of ours and the table's, for enabled tools only
   });
 });
 
-test("withToolPrices: a fixed fee joins the per-request fee", () => {
-  const pricing: { requestNano?: number } = { requestNano: 3 };
+test("withToolPrices: a fixed fee is charged per request", () => {
+  const pricing: { toolFixedNano?: number } = {};
   assert.equal(
-    withToolPrices(pricing, { nanoPerCall: {}, fixedNano: 5 * CENT }).requestNano,
-    3 + 5 * CENT,
+    withToolPrices(pricing, { nanoPerCall: {}, fixedNano: 5 * CENT }).toolFixedNano,
+    5 * CENT,
   );
 });

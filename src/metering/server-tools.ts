@@ -220,7 +220,7 @@ export function readServerTools(
 
 /**
  * The model's pricing with the prices of the tools this request enables: per call, the dearer of
- * ours and the table's for the model; a fixed fee joins the per-request fee. Only enabled tools
+ * ours and the table's for the model; a fixed fee is charged per request. Only enabled tools
  * get a price, so a response that reports calls of another tool cannot be priced and is charged
  * its whole reservation.
  */
@@ -239,12 +239,12 @@ export function withToolPrices<P extends PricingFees>(
   return {
     ...pricing,
     toolNanoPerCall: prices,
-    ...(fixed === 0 ? {} : { requestNano: (pricing.requestNano ?? 0) + fixed }),
+    ...(fixed === 0 ? {} : { toolFixedNano: fixed }),
   };
 }
 
 /** The parts of a ModelPricing that tools change. */
 interface PricingFees {
   readonly toolNanoPerCall?: Readonly<Partial<Record<ToolFee, number>>>;
-  readonly requestNano?: number;
+  readonly toolFixedNano?: number;
 }
