@@ -5,7 +5,9 @@ export type { LlmApi, LlmRequest, LlmRequestReading } from "./llm-request.js";
 export { createUsageReader } from "./usage.js";
 export type { Usage, UsageReader } from "./usage.js";
 export { costNanoUsd, findContextWindow, findPricing, loadPriceTable } from "./prices.js";
-export type { ModelPricing, TokenUsage } from "./prices.js";
+export type { Modality, ModelPricing, TokenUsage, ToolFee } from "./prices.js";
+export { readServerTools, withToolPrices } from "./server-tools.js";
+export type { ServerToolFacts } from "./server-tools.js";
 export {
   cheapestNextRequestNanoUsd,
   DEFAULT_MAX_OUTPUT_TOKENS,

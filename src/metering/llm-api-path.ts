@@ -29,6 +29,18 @@ export interface LlmRoute {
 // that they are never mistaken for (and priced as) the base model.
 const GEMINI_METHOD = /^\/v1[a-z0-9]*\/(models\/[^/:]+|tunedModels\/[^/:]+):([A-Za-z]+)$/;
 
+// Vertex AI's Gemini calls: `/v1/projects/P/locations/L/publishers/google/models/M:method`. Only
+// Google's own publisher is read: Anthropic and other partner models on Vertex (rawPredict, the
+// OpenAI-compatible endpoint) are "other", so a POST to them is refused as unpriced.
+const VERTEX_GEMINI_METHOD =
+  /^\/v1[a-z0-9]*\/projects\/[^/]+\/locations\/[^/]+\/publishers\/google\/models\/([^/:@]+):([A-Za-z]+)$/;
+
+/** Vertex AI takes the same bodies and answers the same usage for these two only. */
+const VERTEX_APIS: Readonly<Record<string, LlmApi>> = {
+  generateContent: "gemini_generate",
+  streamGenerateContent: "gemini_stream",
+};
+
 const GEMINI_APIS: Readonly<Record<string, LlmApi>> = {
   generateContent: "gemini_generate",
   streamGenerateContent: "gemini_stream",
@@ -107,6 +119,11 @@ export function routeLlmPath(provider: ProviderId, method: string, target: strin
         ? other
         : { ...other, api: gemini.api, pathModel: gemini.model };
     }
+  }
+  if (provider === "vertex") {
+    const match = VERTEX_GEMINI_METHOD.exec(pathname);
+    const api = match === null ? undefined : VERTEX_APIS[match[2] ?? ""];
+    return api === undefined ? other : { ...other, api, pathModel: match?.[1] };
   }
   if (provider === "azure") {
     const azure = AZURE_DEPLOYMENT.exec(pathname);

@@ -7,6 +7,7 @@ import { checkJsonShape } from "./json-shape.js";
 import { routeLlmPath, type LlmApi, type LlmRoute } from "./llm-api-path.js";
 import type { ProviderId } from "./providers.js";
 import { scanRequestInputs } from "./request-inputs.js";
+import { readServerTools, type ServerToolFacts } from "./server-tools.js";
 
 export type { LlmApi } from "./llm-api-path.js";
 
@@ -29,6 +30,8 @@ export interface LlmRequest {
   readonly imageCount: number;
   /** See InputFacts: input the body does not carry, so `inputBytes` is no bound. */
   readonly externalInput: boolean;
+  /** Fee-charging server tools the request enables, or why they cannot be priced; absent: none. */
+  readonly serverTools?: ServerToolFacts;
 }
 
 export type LlmRequestReading =
@@ -328,6 +331,7 @@ export function readLlmRequest(
     hasImages: inputs.hasImages,
     imageCount: inputs.imageCount,
     externalInput: inputs.externalInput,
+    serverTools: readServerTools(route.api, provider, parsed),
   };
   return { ok: true, request, forwardBody, usageInjected };
 }

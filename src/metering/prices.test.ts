@@ -8,6 +8,7 @@ import {
   findPricing,
   usdPerMTokToNano,
   type ModelPricing,
+  type TokenUsage,
   loadPriceTable,
 } from "./prices.js";
 import type { ProviderId } from "./providers.js";
@@ -107,6 +108,8 @@ const tablePrices: [ProviderId, string, Omit<ModelPricing, "source">][] = [
       cacheReadNanoPerMTok: 75_000_000, // $0.075
       cacheWriteNanoPerMTok: 150_000_000, // no cache-write price: billed as input
       maxOutputTokens: 16_384,
+      // web_searches_kcount $10 and storage_searches_kcount $2.50 (file search), per call
+      toolNanoPerCall: { web_search: 10_000_000, file_search: 2_500_000 },
     },
   ],
   [
@@ -118,6 +121,7 @@ const tablePrices: [ProviderId, string, Omit<ModelPricing, "source">][] = [
       cacheReadNanoPerMTok: 80_000_000, // $0.08
       cacheWriteNanoPerMTok: 1_600_000_000, // the 1-hour write, $1.60 (5-minute: $1)
       maxOutputTokens: 8_192,
+      toolNanoPerCall: { web_search: 10_000_000 }, // web_searches_kcount $10: 1 cent a search
     },
   ],
   [
@@ -129,6 +133,7 @@ const tablePrices: [ProviderId, string, Omit<ModelPricing, "source">][] = [
       cacheReadNanoPerMTok: 300_000_000,
       cacheWriteNanoPerMTok: 6_000_000_000,
       maxOutputTokens: 64_000,
+      toolNanoPerCall: { web_search: 10_000_000 }, // web_searches_kcount $10: 1 cent a search
     },
   ],
   [
@@ -140,6 +145,14 @@ const tablePrices: [ProviderId, string, Omit<ModelPricing, "source">][] = [
       cacheReadNanoPerMTok: 25_000_000, // $0.025
       cacheWriteNanoPerMTok: 100_000_000,
       maxOutputTokens: 8_192,
+      // input_audio_mtok $0.70 and cache_audio_read_mtok $0.175; audio output is priced as text
+      modalities: {
+        audio: {
+          inputNanoPerMTok: 700_000_000,
+          cacheReadNanoPerMTok: 175_000_000,
+          outputNanoPerMTok: 400_000_000,
+        },
+      },
     },
   ],
   [
@@ -151,6 +164,14 @@ const tablePrices: [ProviderId, string, Omit<ModelPricing, "source">][] = [
       cacheReadNanoPerMTok: 25_000_000,
       cacheWriteNanoPerMTok: 100_000_000,
       maxOutputTokens: 8_192,
+      // input_audio_mtok $0.70 and cache_audio_read_mtok $0.175; audio output is priced as text
+      modalities: {
+        audio: {
+          inputNanoPerMTok: 700_000_000,
+          cacheReadNanoPerMTok: 175_000_000,
+          outputNanoPerMTok: 400_000_000,
+        },
+      },
     },
   ],
   [
@@ -163,6 +184,7 @@ const tablePrices: [ProviderId, string, Omit<ModelPricing, "source">][] = [
       cacheReadNanoPerMTok: 600_000_000,
       cacheWriteNanoPerMTok: 12_000_000_000,
       maxOutputTokens: 64_000,
+      toolNanoPerCall: { web_search: 10_000_000 }, // web_searches_kcount $10: 1 cent a search
     },
   ],
 ];
@@ -337,7 +359,8 @@ const costs: [string, ModelPricing, ReturnType<typeof usage>, number][] = [
   ["one input token of gpt-4o-mini is 150 nano", gpt4oMini, usage(1, 0), 150],
   ["each part at its price", gpt4oMini, usage(1_000, 200, 3_000, 0), 150_000 + 120_000 + 225_000],
   ["a millionth of a nano rounds up to 1", flat(1), usage(1, 0), 1],
-  ["each component rounds up on its own", flat(1), usage(1, 1, 1, 1), 4],
+  // One rounding per distinct price and side: 3 input-side tokens at 1 nano/MTok, 1 output.
+  ["each side rounds up once per price", flat(1), usage(1, 1, 1, 1), 2],
   ["999,999 millionths round up to 1", flat(333_333), usage(3, 0), 1],
   ["an exact nano does not round", flat(1_000_000), usage(7, 0), 7],
   ["a free model costs nothing", flat(0), usage(5_000, 5_000, 5_000, 5_000), 0],
@@ -380,3 +403,183 @@ for (const [why, tokens] of badCounts) {
     assert.throws(() => costNanoUsd(gpt4oMini, tokens), RangeError);
   });
 }
+
+// ------------------------------------------------ usage components beyond text (issue 12)
+
+/** genai-prices' own usage → price function, the reference our integer arithmetic must meet. */
+const { calcPrice } = await import("@pydantic/genai-prices");
+
+/** A usage in genai-prices' keys (totals that include their parts), as our disjoint fields. */
+function fromLibraryUsage(lib: Record<string, number>): TokenUsage {
+  const cacheRead = lib["cache_read_tokens"] ?? 0;
+  const cacheWrite = lib["cache_write_tokens"] ?? 0;
+  const prompt = (m: string) => lib[`input_${m}_tokens`] ?? 0;
+  return {
+    inputTokens: (lib["input_tokens"] ?? 0) - cacheRead - cacheWrite,
+    outputTokens: lib["output_tokens"] ?? 0,
+    cacheReadTokens: cacheRead,
+    cacheWriteTokens: cacheWrite,
+    promptByModality: { audio: prompt("audio"), image: prompt("image") },
+    cachedByModality: {
+      audio: lib["cache_audio_read_tokens"] ?? 0,
+      image: lib["cache_image_read_tokens"] ?? 0,
+    },
+    outputByModality: {
+      audio: lib["output_audio_tokens"] ?? 0,
+      image: lib["output_image_tokens"] ?? 0,
+    },
+    toolCalls: { web_search: lib["web_searches"] ?? 0 },
+  };
+}
+
+const libraryCases: [ProviderId, string, Record<string, number>][] = [
+  // The issue's call: 3,990 audio output tokens, $0.040 as text, $0.256 as audio.
+  ["openai", "gpt-audio", { input_tokens: 100, output_tokens: 3_990, output_audio_tokens: 3_990 }],
+  [
+    "openai",
+    "gpt-audio",
+    {
+      input_tokens: 5_000,
+      input_audio_tokens: 4_000,
+      output_tokens: 800,
+      output_audio_tokens: 700,
+    },
+  ],
+  [
+    "openai",
+    "gpt-realtime",
+    {
+      input_tokens: 10_000,
+      input_audio_tokens: 6_000,
+      cache_read_tokens: 3_000,
+      cache_audio_read_tokens: 2_000,
+      input_image_tokens: 1_000,
+      cache_image_read_tokens: 0,
+      output_tokens: 2_000,
+      output_audio_tokens: 1_500,
+    },
+  ],
+  [
+    "gemini",
+    "gemini-2.5-flash",
+    {
+      input_tokens: 9_000,
+      input_audio_tokens: 5_000,
+      cache_read_tokens: 4_000,
+      cache_audio_read_tokens: 1_000,
+      output_tokens: 700,
+    },
+  ],
+  [
+    "gemini",
+    "gemini-2.5-flash-image",
+    { input_tokens: 50, output_tokens: 1_300, output_image_tokens: 1_290 },
+  ],
+  // The issue's search call: 50 searches at $10 per 1,000.
+  ["anthropic", "claude-sonnet-4-0", { input_tokens: 105, output_tokens: 18, web_searches: 50 }],
+  [
+    "openai",
+    "gpt-4o-mini",
+    { input_tokens: 2_000, cache_read_tokens: 1_024, output_tokens: 300, web_searches: 3 },
+  ],
+];
+
+for (const [provider, model, lib] of libraryCases) {
+  test(`costNanoUsd: ${model} ${JSON.stringify(lib)} agrees with genai-prices' calcPrice`, () => {
+    const pricing = findPricing(provider, model, NO_OVERRIDES, AT);
+    assert.ok(pricing !== undefined);
+    const reference = calcPrice(lib, model, {
+      providerId: provider === "gemini" ? "google" : provider,
+      timestamp: AT,
+    });
+    assert.ok(reference !== null);
+    const ours = costNanoUsd(pricing, fromLibraryUsage(lib));
+    const theirs = reference.total_price * 1e9;
+    // Ours rounds each price's tokens up to the nano; theirs is a float. Never below it.
+    assert.ok(ours >= theirs - 1e-3 && ours <= theirs + 8, `ours ${ours}, genai-prices ${theirs}`);
+  });
+}
+
+test("costNanoUsd: the issue's gpt-audio call costs $0.25561, not the $0.04015 of text", () => {
+  const pricing = findPricing("openai", "gpt-audio", NO_OVERRIDES, AT);
+  assert.ok(pricing !== undefined);
+  const usage = { inputTokens: 100, outputTokens: 3_990, cacheReadTokens: 0, cacheWriteTokens: 0 };
+  assert.equal(costNanoUsd(pricing, usage), 40_150_000);
+  assert.equal(costNanoUsd(pricing, { ...usage, outputByModality: { audio: 3_990 } }), 255_610_000);
+});
+
+const mediaPricing: ModelPricing = {
+  source: "table",
+  inputNanoPerMTok: 1_000_000, // 1 nano a token
+  outputNanoPerMTok: 2_000_000,
+  cacheReadNanoPerMTok: 500_000,
+  cacheWriteNanoPerMTok: 1_000_000,
+  maxOutputTokens: 1000,
+  modalities: {
+    audio: {
+      inputNanoPerMTok: 10_000_000,
+      cacheReadNanoPerMTok: 3_000_000,
+      outputNanoPerMTok: 20_000_000,
+    },
+  },
+  toolNanoPerCall: { web_search: 10_000_000 },
+};
+
+const base = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 };
+
+const mediaCosts: [string, TokenUsage, number | "throws"][] = [
+  ["text only", { ...base, inputTokens: 1_000, outputTokens: 100 }, 1_000 + 200],
+  [
+    "audio input split known: 300 uncached audio, 100 cached audio, 600 text",
+    {
+      ...base,
+      inputTokens: 900,
+      cacheReadTokens: 100,
+      promptByModality: { audio: 400 },
+      cachedByModality: { audio: 100 },
+    },
+    600 + 300 * 10 + 100 * 3,
+  ],
+  [
+    // OpenAI: 400 audio and 100 cached, split unknown: audio at its dearer price, text as
+    // uncached as the counts allow, at the dearer of its prices.
+    "audio input split unknown: priced at the dearer reading",
+    { ...base, inputTokens: 900, cacheReadTokens: 100, promptByModality: { audio: 400 } },
+    400 * 10 + 600,
+  ],
+  [
+    "audio output at the audio price",
+    { ...base, outputTokens: 100, outputByModality: { audio: 60 } },
+    40 * 2 + 60 * 20,
+  ],
+  ["tool calls at their price", { ...base, toolCalls: { web_search: 50 } }, 500_000_000],
+  ["a tool without a price throws", { ...base, toolCalls: { file_search: 1 } }, "throws"],
+  [
+    "parts above their total throw",
+    { ...base, outputTokens: 5, outputByModality: { audio: 6 } },
+    "throws",
+  ],
+  [
+    "cached parts above the cached total throw",
+    {
+      ...base,
+      inputTokens: 10,
+      cacheReadTokens: 1,
+      promptByModality: { audio: 5 },
+      cachedByModality: { audio: 2 },
+    },
+    "throws",
+  ],
+];
+
+for (const [why, usage, expected] of mediaCosts) {
+  test(`costNanoUsd with media: ${why}`, () => {
+    if (expected === "throws") assert.throws(() => costNanoUsd(mediaPricing, usage), RangeError);
+    else assert.equal(costNanoUsd(mediaPricing, usage), expected);
+  });
+}
+
+test("findPricing: a model the table prices by a key we do not read is unpriced", () => {
+  // whisper-1 is priced per audio hour; we count tokens, so we would charge it nothing.
+  assert.equal(findPricing("openai", "whisper-1", NO_OVERRIDES, AT), undefined);
+});

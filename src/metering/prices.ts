@@ -26,6 +26,21 @@ export async function loadPriceTable(): Promise<void> {
   priceTable ??= await import("@pydantic/genai-prices");
 }
 
+/** Media that the price table may price apart from text. */
+export type Modality = "audio" | "image" | "video";
+
+export const MODALITIES: readonly Modality[] = ["audio", "image", "video"];
+
+/** Server-side tools billed per call on top of tokens (see server-tools.ts). */
+export type ToolFee = "web_search" | "file_search";
+
+/** The prices of one modality's tokens, nano-USD per million. */
+export interface ModalityPricing {
+  readonly inputNanoPerMTok: number;
+  readonly cacheReadNanoPerMTok: number;
+  readonly outputNanoPerMTok: number;
+}
+
 /** What one model costs. Prices are integer nano-USD per million tokens (USD/MTok × 1e9). */
 export interface ModelPricing {
   readonly source: "policy" | "table";
@@ -35,6 +50,28 @@ export interface ModelPricing {
   readonly cacheWriteNanoPerMTok: number;
   /** The most output tokens one completion of this model can produce, when known. */
   readonly maxOutputTokens: number | undefined;
+  /**
+   * Audio, image and video tokens where the table prices them apart (gpt-audio: audio output
+   * $64/M against $10/M for text). A modality without its own price is billed as text, as
+   * genai-prices bills it; absent altogether means every modality is priced as text.
+   */
+  readonly modalities?: Readonly<Partial<Record<Modality, ModalityPricing>>>;
+  /** Reasoning output where the table prices it apart from other output. */
+  readonly outputReasoningNanoPerMTok?: number;
+  /** A fee per request (the table's `requests_kcount`), nano-USD. */
+  readonly requestNano?: number;
+  /**
+   * A server-tool fee this request costs whatever its usage says (a chat search model's one
+   * search), nano-USD. Apart from `requestNano` because it belongs to the request, not the
+   * model: the cheapest next call to the model does not pay it.
+   */
+  readonly toolFixedNano?: number;
+  /**
+   * Nano-USD per server-tool call. From the table (`web_searches_kcount`…) as looked up; at
+   * admission it becomes the price of the tools the request enables (server-tools.ts). A call
+   * that reports a tool without a price here is charged its whole reservation.
+   */
+  readonly toolNanoPerCall?: Readonly<Partial<Record<ToolFee, number>>>;
 }
 
 /**
@@ -43,11 +80,30 @@ export interface ModelPricing {
  * `prompt_tokens` includes its `cached_tokens`: subtract them; Anthropic's `input_tokens` already
  * excludes both cache counts).
  */
-export interface TokenUsage {
+export interface TokenUsage extends UsageParts {
   readonly inputTokens: number;
   readonly outputTokens: number;
   readonly cacheReadTokens: number;
   readonly cacheWriteTokens: number;
+  /** The part of `outputTokens` spent reasoning (only priced apart where the table says so). */
+  readonly reasoningTokens?: number;
+}
+
+/**
+ * What a usage says beyond its four totals, each present only when the provider reported it. This
+ * is genai-prices' model of usage (`input_audio_tokens` ⊂ `input_tokens`, `cache_audio_read_tokens`
+ * ⊂ both, `output_audio_tokens` ⊂ `output_tokens`, `web_searches` beside them), kept as our own
+ * fields because the package prices in floating-point USD and exports no unit model to reuse.
+ */
+export interface UsageParts {
+  /** Prompt tokens of a modality, cached or not: parts of inputTokens + cacheReadTokens. */
+  readonly promptByModality?: Readonly<Partial<Record<Modality, number>>>;
+  /** Of those, the ones read from the cache, when the provider splits them (Gemini does). */
+  readonly cachedByModality?: Readonly<Partial<Record<Modality, number>>>;
+  /** Output tokens of a modality: parts of outputTokens. */
+  readonly outputByModality?: Readonly<Partial<Record<Modality, number>>>;
+  /** Server-tool calls the response reports. */
+  readonly toolCalls?: Readonly<Partial<Record<ToolFee, number>>>;
 }
 
 /** Our provider ids -> the package's provider ids. Azure's entry falls back to OpenAI's prices. */
@@ -63,6 +119,8 @@ const TABLE_PROVIDER: Readonly<Record<ProviderId, string>> = {
   together: "together",
   fireworks: "fireworks",
   azure: "azure",
+  // Vertex AI bills Gemini at the Gemini API's list prices; the package prices both as "google".
+  vertex: "google",
 };
 
 /**
@@ -165,7 +223,7 @@ export function usdPerMTokToNano(usdPerMTok: number): number | undefined {
 /** Gemini's REST paths and some SDKs name models `models/<id>`; the table and limits use `<id>`. */
 function tableModelId(provider: ProviderId, model: string): string {
   const trimmed = model.trim();
-  return provider === "gemini" && trimmed.startsWith("models/")
+  return (provider === "gemini" || provider === "vertex") && trimmed.startsWith("models/")
     ? trimmed.slice("models/".length)
     : trimmed;
 }
@@ -260,11 +318,87 @@ function tierPrices(value: unknown): number[] {
   throw new UnreadablePrice("tiers");
 }
 
+/**
+ * The price keys this file reads. A model that the table prices by any other key (audio hours,
+ * document pages, per-message fees…) has a cost we would not count, so it is unpriced.
+ */
+const READ_PRICE_KEYS: ReadonlySet<string> = new Set([
+  "input_mtok",
+  "output_mtok",
+  "cache_read_mtok",
+  "cache_write_mtok",
+  "cache_write_1h_mtok",
+  "output_reasoning_mtok",
+  "requests_kcount",
+  "web_searches_kcount",
+  "storage_searches_kcount",
+  ...MODALITIES.flatMap((m) => [`input_${m}_mtok`, `cache_${m}_read_mtok`, `output_${m}_mtok`]),
+]);
+
+/** A per-thousand price (`*_kcount`) as nano-USD for one, rounded up. */
+function highestNanoEach(maps: readonly ModelPrice[], key: string): number | undefined {
+  const perThousand = highestNano(maps, key);
+  return perThousand === undefined ? undefined : Math.ceil(perThousand / 1_000);
+}
+
+/**
+ * Each modality's prices, following genai-prices' rule that tokens without a price of their own
+ * are billed as their parent: audio input without `input_audio_mtok` as input, cached audio
+ * without `cache_audio_read_mtok` as cached input (or as audio input when the table has no cache
+ * price). Where both parents are priced and the table names no price for the overlap, the
+ * package refuses to price it; we take the dearer parent, an upper bound.
+ */
+function modalityPrices(
+  maps: readonly ModelPrice[],
+  text: ModalityPricing,
+): Partial<Record<Modality, ModalityPricing>> | undefined {
+  const tableCacheRead = highestNano(maps, "cache_read_mtok");
+  const result: Partial<Record<Modality, ModalityPricing>> = {};
+  for (const modality of MODALITIES) {
+    const input = highestNano(maps, `input_${modality}_mtok`);
+    const cacheRead = highestNano(maps, `cache_${modality}_read_mtok`);
+    const output = highestNano(maps, `output_${modality}_mtok`);
+    if (input === undefined && cacheRead === undefined && output === undefined) continue;
+    const inherited =
+      input === undefined
+        ? text.cacheReadNanoPerMTok
+        : tableCacheRead === undefined
+          ? input
+          : Math.max(input, tableCacheRead);
+    result[modality] = {
+      inputNanoPerMTok: input ?? text.inputNanoPerMTok,
+      cacheReadNanoPerMTok: cacheRead ?? inherited,
+      outputNanoPerMTok: output ?? text.outputNanoPerMTok,
+    };
+  }
+  return Object.keys(result).length > 0 ? result : undefined;
+}
+
+function tablePriceExtras(maps: readonly ModelPrice[]): Partial<ModelPricing> {
+  const reasoning = highestNano(maps, "output_reasoning_mtok");
+  const requestNano = highestNanoEach(maps, "requests_kcount");
+  const webSearch = highestNanoEach(maps, "web_searches_kcount");
+  const fileSearch = highestNanoEach(maps, "storage_searches_kcount");
+  const tools: Partial<Record<ToolFee, number>> = {
+    ...(webSearch === undefined ? {} : { web_search: webSearch }),
+    ...(fileSearch === undefined ? {} : { file_search: fileSearch }),
+  };
+  return {
+    ...(reasoning === undefined ? {} : { outputReasoningNanoPerMTok: reasoning }),
+    ...(requestNano === undefined ? {} : { requestNano }),
+    ...(Object.keys(tools).length === 0 ? {} : { toolNanoPerCall: tools }),
+  };
+}
+
 function fromTable(
   entry: TableEntry,
   maxOutputTokens: number | undefined,
 ): ModelPricing | undefined {
   const maps = candidatePrices(entry);
+  const unread = maps.some((map) =>
+    Object.entries(map).some(([key, value]) => value !== undefined && !READ_PRICE_KEYS.has(key)),
+  );
+  if (unread) return undefined;
   try {
     const input = highestNano(maps, "input_mtok");
     // Embedding models have no output tokens, so the table lists no output price for them;
@@ -278,14 +412,20 @@ function fromTable(
       highestNano(maps, "cache_write_1h_mtok"),
     ];
     const cacheWrite = writes.filter((price) => price !== undefined);
-    return {
-      source: "table",
+    const text = {
       inputNanoPerMTok: input,
       outputNanoPerMTok: output,
       // Without a cache price the provider bills those tokens as ordinary input.
       cacheReadNanoPerMTok: highestNano(maps, "cache_read_mtok") ?? input,
+    };
+    const modalities = modalityPrices(maps, text);
+    return {
+      source: "table",
+      ...text,
       cacheWriteNanoPerMTok: cacheWrite.length > 0 ? Math.max(...cacheWrite) : input,
       maxOutputTokens,
+      ...(modalities === undefined ? {} : { modalities }),
+      ...tablePriceExtras(maps),
     };
   } catch (error) {
     if (error instanceof UnreadablePrice) return undefined;
@@ -361,26 +501,160 @@ export function componentNanoUsd(tokens: bigint, nanoPerMTok: number): bigint {
   return (product + TOKENS_PER_MTOK - 1n) / TOKENS_PER_MTOK;
 }
 
+/** A modality's prices, or text's where the table has none of its own. */
+export function modalityPricing(pricing: ModelPricing, modality: Modality): ModalityPricing {
+  return pricing.modalities?.[modality] ?? pricing;
+}
+
+/** A component: tokens at a price per million. */
+type Component = readonly [tokens: bigint, nanoPerMTok: number];
+
+function part(
+  parts: Readonly<Partial<Record<Modality, number>>> | undefined,
+  modality: Modality,
+): bigint {
+  return tokenCount(`${modality} tokens`, parts?.[modality] ?? 0);
+}
+
+function nonNegative(name: string, value: bigint): bigint {
+  if (value < 0n) throw new RangeError(`${name}: the parts exceed the total`);
+  return value;
+}
+
 /**
- * The cost of a usage in nano-USD: each component rounded UP to the next nano, summed exactly
- * (BigInt inside, so tokens × price never loses a digit). Throws RangeError on a token count that
- * is not a non-negative safe integer or a total beyond Number.MAX_SAFE_INTEGER (≈ 9 million USD),
- * both of which mean a bug or a corrupt response; callers treat a throw as "charge the reservation".
+ * The prompt side as priced components. A modality whose cached share the provider does not
+ * report (OpenAI gives `audio_tokens` and `cached_tokens`, not cached audio) is priced at the
+ * dearer of its cached and uncached prices, and text is then given the fewest cached tokens the
+ * counts allow, at the dearer of its two prices: whatever the true split, no less is charged.
+ */
+function inputComponents(pricing: ModelPricing, usage: TokenUsage): Component[] {
+  const uncached = tokenCount("inputTokens", usage.inputTokens);
+  const cached = tokenCount("cacheReadTokens", usage.cacheReadTokens);
+  const components: Component[] = [];
+  let mediaUncached = 0n;
+  let mediaCached = 0n;
+  let unsplit = false;
+  for (const modality of MODALITIES) {
+    const prompt = part(usage.promptByModality, modality);
+    if (prompt === 0n) continue;
+    const prices = modalityPricing(pricing, modality);
+    const known = usage.cachedByModality?.[modality];
+    if (known === undefined && cached > 0n) {
+      unsplit = true;
+      const dearer = Math.max(prices.inputNanoPerMTok, prices.cacheReadNanoPerMTok);
+      components.push([prompt, dearer]);
+      mediaCached += prompt; // counted against the cache first: the fewest cached text tokens
+      continue;
+    }
+    const cachedPart = part(usage.cachedByModality, modality);
+    const uncachedPart = nonNegative(`${modality} tokens`, prompt - cachedPart);
+    components.push(
+      [uncachedPart, prices.inputNanoPerMTok],
+      [cachedPart, prices.cacheReadNanoPerMTok],
+    );
+    mediaUncached += uncachedPart;
+    mediaCached += cachedPart;
+  }
+  const textTotal = nonNegative("text input", uncached + cached - mediaUncached - mediaCached);
+  if (!unsplit) nonNegative("cached input", cached - mediaCached);
+  const cachedText = cached > mediaCached ? cached - mediaCached : 0n;
+  const textPrice = unsplit
+    ? Math.max(pricing.inputNanoPerMTok, pricing.cacheReadNanoPerMTok)
+    : pricing.inputNanoPerMTok;
+  components.push(
+    [nonNegative("uncached text input", textTotal - cachedText), textPrice],
+    [cachedText, pricing.cacheReadNanoPerMTok],
+    [tokenCount("cacheWriteTokens", usage.cacheWriteTokens), pricing.cacheWriteNanoPerMTok],
+  );
+  return components;
+}
+
+/** The output side as priced components; reasoning apart only where the table prices it apart. */
+function outputComponents(pricing: ModelPricing, usage: TokenUsage): Component[] {
+  const components: Component[] = [];
+  let media = 0n;
+  for (const modality of MODALITIES) {
+    const tokens = part(usage.outputByModality, modality);
+    media += tokens;
+    components.push([tokens, modalityPricing(pricing, modality).outputNanoPerMTok]);
+  }
+  const text = nonNegative("text output", tokenCount("outputTokens", usage.outputTokens) - media);
+  const reasoningPrice = pricing.outputReasoningNanoPerMTok;
+  if (reasoningPrice === undefined || reasoningPrice === pricing.outputNanoPerMTok) {
+    components.push([text, pricing.outputNanoPerMTok]);
+    return components;
+  }
+  const reasoning = tokenCount("reasoningTokens", usage.reasoningTokens ?? 0);
+  components.push(
+    [nonNegative("non-reasoning output", text - reasoning), pricing.outputNanoPerMTok],
+    [reasoning, reasoningPrice],
+  );
+  return components;
+}
+
+/** Server-tool fees: a reported call without a price is a cost we cannot state, so it throws. */
+function toolNanoUsd(pricing: ModelPricing, usage: TokenUsage): bigint {
+  let total = 0n;
+  for (const [tool, calls] of Object.entries(usage.toolCalls ?? {})) {
+    const count = tokenCount(`${tool} calls`, calls);
+    if (count === 0n) continue;
+    const price = pricing.toolNanoPerCall?.[tool as ToolFee];
+    if (price === undefined) throw new RangeError(`no price for ${tool} calls`);
+    total += count * tokenCount("tool price", price);
+  }
+  return total;
+}
+
+/**
+ * The cost of a usage in nano-USD: each side's tokens at one price rounded UP to the next nano, summed exactly
+ * (BigInt inside, so tokens × price never loses a digit), plus the table's per-request fee and
+ * the server-tool calls reported. Throws RangeError on a count that is not a non-negative safe
+ * integer, parts that exceed their total, a tool call without a price, or a total beyond
+ * Number.MAX_SAFE_INTEGER (≈ 9 million USD): each means a bug or a corrupt response, and callers
+ * treat a throw as "charge the reservation".
  */
 export function costNanoUsd(pricing: ModelPricing, usage: TokenUsage): number {
-  const total =
-    componentNanoUsd(tokenCount("inputTokens", usage.inputTokens), pricing.inputNanoPerMTok) +
-    componentNanoUsd(tokenCount("outputTokens", usage.outputTokens), pricing.outputNanoPerMTok) +
-    componentNanoUsd(
-      tokenCount("cacheReadTokens", usage.cacheReadTokens),
-      pricing.cacheReadNanoPerMTok,
-    ) +
-    componentNanoUsd(
-      tokenCount("cacheWriteTokens", usage.cacheWriteTokens),
-      pricing.cacheWriteNanoPerMTok,
-    );
+  let total =
+    tokenCount("requestNano", pricing.requestNano ?? 0) +
+    tokenCount("toolFixedNano", pricing.toolFixedNano ?? 0) +
+    toolNanoUsd(pricing, usage);
+  for (const side of [inputComponents(pricing, usage), outputComponents(pricing, usage)]) {
+    for (const [price, tokens] of byPrice(side)) total += componentNanoUsd(tokens, price);
+  }
   if (total > BigInt(Number.MAX_SAFE_INTEGER)) {
     throw new RangeError("cost exceeds Number.MAX_SAFE_INTEGER nano-USD");
   }
   return Number(total);
+}
+
+/**
+ * Tokens summed per price before rounding, so that one side rounds up once per distinct price:
+ * the reservation's rounding slack is counted in distinct prices (distinctPrices).
+ */
+function byPrice(components: readonly Component[]): Map<number, bigint> {
+  const sums = new Map<number, bigint>();
+  for (const [tokens, price] of components) sums.set(price, (sums.get(price) ?? 0n) + tokens);
+  return sums;
+}
+
+/** How many distinct prices each side of a cost can round at (see reservationNanoUsd). */
+export function distinctPrices(pricing: ModelPricing): { input: number; output: number } {
+  const input = new Set([
+    pricing.inputNanoPerMTok,
+    pricing.cacheReadNanoPerMTok,
+    pricing.cacheWriteNanoPerMTok,
+    Math.max(pricing.inputNanoPerMTok, pricing.cacheReadNanoPerMTok),
+  ]);
+  const output = new Set([pricing.outputNanoPerMTok]);
+  if (pricing.outputReasoningNanoPerMTok !== undefined) {
+    output.add(pricing.outputReasoningNanoPerMTok);
+  }
+  for (const modality of MODALITIES) {
+    const media = modalityPricing(pricing, modality);
+    input.add(media.inputNanoPerMTok);
+    input.add(media.cacheReadNanoPerMTok);
+    input.add(Math.max(media.inputNanoPerMTok, media.cacheReadNanoPerMTok));
+    output.add(media.outputNanoPerMTok);
+  }
+  return { input: input.size, output: output.size };
 }

@@ -19,10 +19,21 @@ const cases: [string, string, ProviderId | undefined][] = [
   ["a deeper Azure name", "a.b.openai.azure.com", "azure"],
   ["the Azure apex itself", "openai.azure.com", undefined],
   ["an Azure look-alike without a dot boundary", "evilopenai.azure.com", undefined],
-  ["another Azure service", "x.cognitiveservices.azure.com", undefined],
+  ["an Azure AI Services resource", "x.cognitiveservices.azure.com", "azure"],
+  ["an Azure AI Foundry resource", "x.services.ai.azure.com", "azure"],
+  ["an unrelated Azure service", "x.blob.core.windows.net", undefined],
+  ["OpenAI's EU data-residency host", "eu.api.openai.com", "openai"],
+  ["OpenAI's US data-residency host", "us.api.openai.com", "openai"],
+  ["Mistral's Codestral host", "codestral.mistral.ai", "mistral"],
+  ["Vertex AI, global", "aiplatform.googleapis.com", "vertex"],
+  ["Vertex AI, regional", "us-central1-aiplatform.googleapis.com", "vertex"],
+  ["Vertex AI, regional, upper case", "Europe-West4-AIPlatform.googleapis.com", "vertex"],
+  ["a Vertex look-alike with a dot in the star", "a.b-aiplatform.googleapis.com", undefined],
+  ["a Vertex look-alike without the dash", "xaiplatform.googleapis.com", undefined],
+  ["a Vertex look-alike, bare dash", "-aiplatform.googleapis.com", undefined],
   ["upper case is folded (a metered host must never be tunnelled)", "API.OpenAI.com", "openai"],
   ["one trailing dot is ignored", "api.anthropic.com.", "anthropic"],
-  ["a subdomain of an exact host", "eu.api.openai.com", undefined],
+  ["a subdomain of an exact host", "eu.api.anthropic.com", undefined],
   ["the apex of an exact host", "openai.com", undefined],
   ["a suffix look-alike", "api.openai.com.evil.test", undefined],
   ["a prefix look-alike", "xapi.openai.com", undefined],
@@ -38,12 +49,12 @@ for (const [name, host, expected] of cases) {
 
 test("METERED_HOSTS: every exact row maps to its own provider", () => {
   for (const row of METERED_HOSTS) {
-    const host = row.pattern.startsWith("*.") ? `resource${row.pattern.slice(1)}` : row.pattern;
+    const host = row.pattern.startsWith("*") ? `resource${row.pattern.slice(1)}` : row.pattern;
     assert.equal(meteredProviderFor(host), row.provider, row.pattern);
   }
 });
 
-test("METERED_HOSTS: covers all eleven providers and cannot be changed", () => {
-  assert.equal(new Set(METERED_HOSTS.map((row) => row.provider)).size, 11);
+test("METERED_HOSTS: covers all twelve providers and cannot be changed", () => {
+  assert.equal(new Set(METERED_HOSTS.map((row) => row.provider)).size, 12);
   assert.ok(Object.isFrozen(METERED_HOSTS));
 });

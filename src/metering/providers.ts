@@ -15,9 +15,14 @@ export type ProviderId =
   | "xai"
   | "together"
   | "fireworks"
-  | "azure";
+  | "azure"
+  | "vertex";
 
-/** A row of the table: an exact host, or `*.suffix` for any subdomain (never the apex). */
+/**
+ * A row of the table: an exact host; `*.suffix` for any subdomain (never the apex); or
+ * `*-rest.domain` for any single first label that ends in `-rest` (Vertex AI's regional hosts,
+ * `us-central1-aiplatform.googleapis.com`).
+ */
 export interface MeteredHost {
   readonly pattern: string;
   readonly provider: ProviderId;
@@ -36,20 +41,36 @@ export const METERED_HOSTS: readonly MeteredHost[] = Object.freeze([
   { pattern: "api.together.xyz", provider: "together" },
   { pattern: "api.together.ai", provider: "together" },
   { pattern: "api.fireworks.ai", provider: "fireworks" },
-  // Each Azure OpenAI resource has its own subdomain: `<resource>.openai.azure.com`.
+  // OpenAI's data-residency hosts (`eu.api.openai.com`, `us.api.openai.com`) serve the same API
+  // at the same prices; any other subdomain is OpenAI's too, so it is metered, never tunnelled.
+  { pattern: "*.api.openai.com", provider: "openai" },
+  // Mistral's Codestral endpoint: the same chat and FIM APIs as api.mistral.ai.
+  { pattern: "codestral.mistral.ai", provider: "mistral" },
+  // Each Azure OpenAI / Azure AI resource has its own subdomain under one of these; all speak
+  // the OpenAI wire format (deployments in the path) or Azure AI's model-inference API.
   { pattern: "*.openai.azure.com", provider: "azure" },
+  { pattern: "*.cognitiveservices.azure.com", provider: "azure" },
+  { pattern: "*.services.ai.azure.com", provider: "azure" },
+  // Vertex AI: the global host and the regional ones. Only Gemini's generateContent paths are
+  // read and priced (llm-api-path.ts); any other POST there is refused as unpriced.
+  { pattern: "aiplatform.googleapis.com", provider: "vertex" },
+  { pattern: "*-aiplatform.googleapis.com", provider: "vertex" },
 ]);
 
 const EXACT = new Map<string, ProviderId>(
-  METERED_HOSTS.filter((row) => !row.pattern.startsWith("*.")).map((row) => [
+  METERED_HOSTS.filter((row) => !row.pattern.startsWith("*")).map((row) => [
     row.pattern,
     row.provider,
   ]),
 );
 
+/** `*.x` → ".x" and `*-x` → "-x": a name matches when it ends so and has a label before. */
 const SUFFIXES: readonly (readonly [suffix: string, provider: ProviderId])[] = METERED_HOSTS.filter(
-  (row) => row.pattern.startsWith("*."),
+  (row) => row.pattern.startsWith("*"),
 ).map((row) => [row.pattern.slice(1), row.provider] as const);
+
+/** The part a `*-x` pattern's star stands for must be one DNS label, no dot in it. */
+const ONE_LABEL = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
 
 /**
  * The provider whose API `host` serves, or undefined for a host that is not metered.
@@ -63,8 +84,9 @@ export function meteredProviderFor(host: string): ProviderId | undefined {
   const exact = EXACT.get(name);
   if (exact !== undefined) return exact;
   for (const [suffix, provider] of SUFFIXES) {
-    // `suffix` starts with ".", so the apex itself and look-alikes ("xopenai.azure.com") miss.
-    if (name.length > suffix.length && name.endsWith(suffix)) return provider;
+    // `.x` suffixes: the apex itself and look-alikes ("xopenai.azure.com") miss.
+    if (name.length <= suffix.length || !name.endsWith(suffix)) continue;
+    if (suffix.startsWith(".") || ONE_LABEL.test(name.slice(0, -suffix.length))) return provider;
   }
   return undefined;
 }

@@ -98,13 +98,13 @@ for (const [why, pricing, request, nano] of reservations) {
 }
 
 test("reservationNanoUsd: the 2-nano slack covers three input parts rounding up separately", () => {
-  // 1 token each of input, cache read and cache write at 1 nano/MTok costs 3 nano (each part
-  // rounds up); the same 3 tokens rounded once would be 1.
+  // 1 token each of input, cache read and cache write at 1, 2 and 3 nano/MTok costs 3 nano
+  // (each distinct price rounds up); the same 3 tokens rounded once would be 1.
   const tiny: ModelPricing = {
     ...unlimited,
     inputNanoPerMTok: 1,
-    cacheReadNanoPerMTok: 1,
-    cacheWriteNanoPerMTok: 1,
+    cacheReadNanoPerMTok: 2,
+    cacheWriteNanoPerMTok: 3,
   };
   const cost = costNanoUsd(tiny, {
     inputTokens: 1,
@@ -284,4 +284,21 @@ test("inputTokenBound: characters would not bound CJK tokens, bytes do", () => {
   const codePoints = Array.from(text).length;
   assert.ok(codePoints < tokens, `${codePoints} code points, ${tokens} tokens`);
   assert.ok(Buffer.byteLength(text, "utf8") >= tokens);
+});
+
+test("cheapestNextRequestNanoUsd: a tool fee of the last request is not the next one's", () => {
+  const searched: ModelPricing = {
+    ...unlimited,
+    toolFixedNano: 50_000_000,
+    toolNanoPerCall: { web_search: 10_000_000 },
+  };
+  assert.equal(cheapestNextRequestNanoUsd(searched), cheapestNextRequestNanoUsd(unlimited));
+  assert.equal(
+    reservationNanoUsd(searched, {
+      inputTokens: 0,
+      maxOutputTokens: 0,
+      toolCalls: { web_search: 2 },
+    }),
+    50_000_000 + 20_000_000,
+  );
 });

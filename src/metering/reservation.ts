@@ -3,7 +3,14 @@
  * bound of what the provider can bill for the request, or concurrent calls could overrun the
  * budget: every bound here says why it bounds, and where it rests on an assumption, says so.
  */
-import { componentNanoUsd, type ModelPricing } from "./prices.js";
+import {
+  componentNanoUsd,
+  distinctPrices,
+  MODALITIES,
+  modalityPricing,
+  type ModelPricing,
+  type ToolFee,
+} from "./prices.js";
 
 /**
  * Output tokens reserved when neither the request nor our knowledge of the model limits them:
@@ -78,33 +85,99 @@ export interface ReservationRequest {
   readonly maxOutputTokens?: number | undefined;
   /** How many completions it asks for (`n`, `candidateCount`); input is billed once. */
   readonly n?: number | undefined;
+  /**
+   * The body carries media or names input it does not carry (InputFacts): the prompt may then
+   * hold audio, image or video tokens, so input is priced at the dearest of those too.
+   */
+  readonly mediaInput?: boolean | undefined;
+  /** The most calls of each fee-charging server tool the request allows (server-tools.ts). */
+  readonly toolCalls?: Readonly<Partial<Record<ToolFee, number>>> | undefined;
 }
 
 /**
- * The nano-USD to reserve for a request: its input bound priced at the highest input-side price
- * (input, cache read or cache write: we cannot know before the call which tokens the cache will
- * serve or store) plus its output limit × n at the output price. Without an output limit in the
+ * Nano-USD that rounding may add to a cost over the reservation. The cost rounds each side's
+ * tokens up once per distinct price, k roundings (costNanoUsd), while the reservation rounds
+ * each side once: Σ⌈xᵢ⌉ < Σxᵢ + k ≤ ⌈Σxᵢ⌉ + k, so, all being integers, at most ⌈Σxᵢ⌉ + k - 1.
+ * The input side keeps at least the 2 it always had (input, cache read, cache write).
+ */
+function roundingSlackNano(pricing: ModelPricing, input: bigint, output: bigint): bigint {
+  const distinct = distinctPrices(pricing);
+  const inputSlack = input > 0n ? Math.max(2, distinct.input - 1) : 0;
+  const outputSlack = output > 0n ? distinct.output - 1 : 0;
+  return BigInt(inputSlack + outputSlack);
+}
+
+/** The dearest price a prompt token of this request can be billed at. */
+function dearestInputPrice(pricing: ModelPricing, mediaInput: boolean): number {
+  const prices = [
+    pricing.inputNanoPerMTok,
+    pricing.cacheReadNanoPerMTok,
+    pricing.cacheWriteNanoPerMTok,
+  ];
+  if (mediaInput) {
+    for (const modality of MODALITIES) {
+      const media = modalityPricing(pricing, modality);
+      prices.push(media.inputNanoPerMTok, media.cacheReadNanoPerMTok);
+    }
+  }
+  return Math.max(...prices);
+}
+
+/**
+ * The dearest price an output token can be billed at. Whether a model answers in audio or images
+ * is not always the request's to say (Gemini image models, `modalities`, audio-only models), so
+ * every output modality the table prices counts, whatever the request asks for.
+ */
+function dearestOutputPrice(pricing: ModelPricing): number {
+  const prices = [pricing.outputNanoPerMTok, pricing.outputReasoningNanoPerMTok ?? 0];
+  for (const modality of MODALITIES)
+    prices.push(modalityPricing(pricing, modality).outputNanoPerMTok);
+  return Math.max(...prices);
+}
+
+/** The most the request's server tools can cost; throws when one has no price (a bug upstream). */
+function toolReservation(pricing: ModelPricing, request: ReservationRequest): bigint {
+  let total = 0n;
+  for (const [tool, calls] of Object.entries(request.toolCalls ?? {})) {
+    const limit = BigInt(count(`${tool} calls`, calls));
+    if (limit === 0n) continue;
+    const price = pricing.toolNanoPerCall?.[tool as ToolFee];
+    if (price === undefined) throw new RangeError(`no price for ${tool} calls`);
+    total += limit * BigInt(count("tool price", price));
+  }
+  return total;
+}
+
+/**
+ * The nano-USD to reserve for a request: its input bound priced at the dearest input-side price
+ * (input, cache read or cache write, and with media every modality's: we cannot know before the
+ * call which tokens the cache will serve or store, or which are audio), plus its output limit × n
+ * at the dearest output price (text, reasoning, audio, image, video), plus the table's
+ * per-request fee and each server tool's call limit × its price. Without an output limit in the
  * request, the model's (`pricing.maxOutputTokens`), else DEFAULT_MAX_OUTPUT_TOKENS.
  *
- * It is ≥ `costNanoUsd` of every usage within the bounds (input + cache read + cache write ≤
- * inputTokens, output ≤ limit × n): the actual cost rounds up each of its three input-side parts
- * while the reservation rounds their sum up once, and Σ⌈xᵢ⌉ < Σxᵢ + 3 ≤ ⌈Σxᵢ⌉ + 3, so, all being
- * integers, at most ⌈Σxᵢ⌉ + 2: the 2 nano-USD added below. A reservation beyond
- * Number.MAX_SAFE_INTEGER is returned as Number.MAX_SAFE_INTEGER, more than any budget can hold.
+ * It is ≥ `costNanoUsd` of every usage within the bounds (all prompt parts ≤ inputTokens, output
+ * ≤ limit × n, tool calls ≤ their limits): every token is priced at most at the dearest price of
+ * its side, and the rounding of separate components is covered by roundingSlackNano. A
+ * reservation beyond Number.MAX_SAFE_INTEGER is returned as Number.MAX_SAFE_INTEGER, more than
+ * any budget can hold.
  */
 export function reservationNanoUsd(pricing: ModelPricing, request: ReservationRequest): number {
   const inputTokens = BigInt(count("inputTokens", request.inputTokens));
   const limit = request.maxOutputTokens ?? pricing.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS;
   const outputTokens =
     BigInt(count("maxOutputTokens", limit)) * BigInt(count("n", request.n ?? 1, 1));
-  const inputPrice = Math.max(
-    pricing.inputNanoPerMTok,
-    pricing.cacheReadNanoPerMTok,
-    pricing.cacheWriteNanoPerMTok,
+  const input = componentNanoUsd(
+    inputTokens,
+    dearestInputPrice(pricing, request.mediaInput === true),
   );
-  const input = componentNanoUsd(inputTokens, inputPrice);
-  const roundingSlack = input > 0n ? 2n : 0n;
-  const total = input + roundingSlack + componentNanoUsd(outputTokens, pricing.outputNanoPerMTok);
+  const output = componentNanoUsd(outputTokens, dearestOutputPrice(pricing));
+  const roundingSlack = roundingSlackNano(pricing, input, output);
+  const fees =
+    BigInt(count("requestNano", pricing.requestNano ?? 0)) +
+    BigInt(count("toolFixedNano", pricing.toolFixedNano ?? 0)) +
+    toolReservation(pricing, request);
+  const total = input + output + roundingSlack + fees;
   return total > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(total);
 }
 
@@ -118,7 +191,9 @@ export function cheapestNextRequestNanoUsd(
   minInputTokens = 1,
   minOutputTokens = 1,
 ): number {
-  return reservationNanoUsd(pricing, {
+  // The model's own price: a tool fee of the last request is not one the next must pay.
+  const model: ModelPricing = { ...pricing, toolFixedNano: 0, toolNanoPerCall: {} };
+  return reservationNanoUsd(model, {
     inputTokens: minInputTokens,
     maxOutputTokens: minOutputTokens,
     n: 1,

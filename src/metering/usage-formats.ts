@@ -4,10 +4,15 @@
  * the caller then charges the full reservation.
  */
 import type { LlmRequest } from "./llm-request.js";
+import type { Modality, UsageParts } from "./prices.js";
 import type { ProviderId } from "./providers.js";
 
-/** Token usage of one call, split the way prices are: each token is counted in one field only. */
-export interface Usage {
+/**
+ * Token usage of one call, split the way prices are: each token is counted in one of the four
+ * totals only; `UsageParts` then says which of them were audio, image or video, and what
+ * server-tool calls came on top (genai-prices' model of usage).
+ */
+export interface Usage extends UsageParts {
   /** Input tokens at the full input price (cache reads and writes excluded). */
   readonly inputTokens: number;
   /** Output tokens, reasoning/thinking included: all are billed at the output price. */
@@ -63,8 +68,63 @@ function checkedUsage(usage: Usage): Usage | undefined {
     usage.cacheReadTokens,
     usage.cacheWriteTokens,
     usage.reasoningTokens,
+    ...[
+      usage.promptByModality,
+      usage.cachedByModality,
+      usage.outputByModality,
+      usage.toolCalls,
+    ].flatMap((parts) => Object.values(parts ?? {})),
   ];
   return counts.every((value) => Number.isSafeInteger(value) && value >= 0) ? usage : undefined;
+}
+
+type Counts = Partial<Record<Modality, number>>;
+
+/** The non-zero entries, or nothing: a usage without media reads as it always did. */
+function nonZero<K extends string>(
+  counts: Partial<Record<K, number>>,
+): Partial<Record<K, number>> | undefined {
+  const kept = Object.entries(counts).filter(([, value]) => value !== 0 && value !== undefined);
+  return kept.length === 0 ? undefined : (Object.fromEntries(kept) as Partial<Record<K, number>>);
+}
+
+/** `{ promptByModality: … }` when there is something to say, else `{}`. */
+function parts(key: keyof UsageParts, counts: Record<string, number | undefined>): UsageParts {
+  const kept = nonZero(counts);
+  return kept === undefined ? {} : { [key]: kept };
+}
+
+/** OpenAI's `*_tokens_details`: `audio_tokens` and `image_tokens` (NaN when malformed). */
+function openAiModalities(details: unknown): Counts {
+  return {
+    audio: count(field(details, "audio_tokens")) ?? 0,
+    image: count(field(details, "image_tokens")) ?? 0,
+  };
+}
+
+const GEMINI_MODALITY: Readonly<Record<string, Modality>> = {
+  AUDIO: "audio",
+  IMAGE: "image",
+  VIDEO: "video",
+};
+
+/**
+ * Gemini's `[{ modality, tokenCount }]` lists, summed per modality; TEXT and DOCUMENT are billed
+ * as text. Undefined when the list is absent; NaN counts when it is malformed.
+ */
+function geminiModalities(...lists: unknown[]): Counts | undefined {
+  if (lists.every((list) => list === undefined || list === null)) return undefined;
+  const sums: Counts = {};
+  for (const list of lists) {
+    if (list === undefined || list === null) continue;
+    if (!Array.isArray(list)) return { audio: Number.NaN };
+    for (const entry of list) {
+      const modality = GEMINI_MODALITY[String(field(entry, "modality"))];
+      const tokens = count(field(entry, "tokenCount")) ?? 0;
+      if (modality !== undefined) sums[modality] = (sums[modality] ?? 0) + tokens;
+    }
+  }
+  return sums;
 }
 
 const NANO_DIGITS = 9;
@@ -159,23 +219,48 @@ export function openAiUsage(
     cacheReadTokens: cached,
     cacheWriteTokens: 0,
     reasoningTokens: reasoning,
+    ...parts("promptByModality", openAiModalities(usage.prompt_tokens_details)),
+    ...parts("outputByModality", openAiModalities(usage.completion_tokens_details)),
     ...(cost === undefined ? {} : { providerCostNanoUsd: cost }),
   });
 }
 
-/** The Responses API's `usage`: input includes cached tokens, output includes reasoning. */
-export function responsesUsage(usage: unknown): Usage | undefined {
+/** Server-tool calls of a Responses API `output` list: one item per call, whatever it found. */
+const RESPONSES_TOOL_ITEMS: Readonly<Record<string, "web_search" | "file_search">> = {
+  web_search_call: "web_search",
+  file_search_call: "file_search",
+};
+
+function responsesToolCalls(output: unknown): Record<string, number> {
+  const calls: Record<string, number> = {};
+  if (!Array.isArray(output)) return calls;
+  for (const item of output) {
+    const tool = RESPONSES_TOOL_ITEMS[String(field(item, "type"))];
+    if (tool !== undefined) calls[tool] = (calls[tool] ?? 0) + 1;
+  }
+  return calls;
+}
+
+/**
+ * The Responses API's `usage`: input includes cached tokens, output includes reasoning. Its
+ * server-tool calls are not in `usage` but in the response's `output` items (`web_search_call`,
+ * `file_search_call`), one item per billed call.
+ */
+export function responsesUsage(usage: unknown, output?: unknown): Usage | undefined {
   if (!isObject(usage)) return undefined;
   const input = count(usage.input_tokens);
-  const output = count(usage.output_tokens);
-  if (input === undefined || output === undefined) return undefined;
+  const outputTokens = count(usage.output_tokens);
+  if (input === undefined || outputTokens === undefined) return undefined;
   const cached = count(field(usage.input_tokens_details, "cached_tokens")) ?? 0;
   return checkedUsage({
     inputTokens: input - cached,
-    outputTokens: output,
+    outputTokens,
     cacheReadTokens: cached,
     cacheWriteTokens: 0,
     reasoningTokens: count(field(usage.output_tokens_details, "reasoning_tokens")) ?? 0,
+    ...parts("promptByModality", openAiModalities(usage.input_tokens_details)),
+    ...parts("outputByModality", openAiModalities(usage.output_tokens_details)),
+    ...parts("toolCalls", responsesToolCalls(output)),
   });
 }
 
@@ -185,6 +270,8 @@ interface AnthropicTotals {
   output?: number;
   cacheWrite?: number;
   cacheRead?: number;
+  /** `server_tool_use.web_search_requests`: searches billed per 1,000 on top of tokens. */
+  webSearches?: number;
 }
 
 /**
@@ -198,6 +285,7 @@ function overwriteAnthropicTotals(totals: AnthropicTotals, usage: unknown): void
     ["output", usage.output_tokens],
     ["cacheWrite", usage.cache_creation_input_tokens],
     ["cacheRead", usage.cache_read_input_tokens],
+    ["webSearches", field(usage.server_tool_use, "web_search_requests")],
   ];
   for (const [key, value] of updates) {
     const tokens = count(value);
@@ -213,6 +301,7 @@ function anthropicUsage(totals: AnthropicTotals): Usage | undefined {
     cacheReadTokens: totals.cacheRead ?? 0,
     cacheWriteTokens: totals.cacheWrite ?? 0,
     reasoningTokens: 0, // Anthropic bills thinking inside output_tokens and does not split it out
+    ...parts("toolCalls", { web_search: totals.webSearches }),
   });
 }
 
@@ -229,12 +318,26 @@ export function geminiUsage(metadata: unknown): Usage | undefined {
   const toolPrompt = count(metadata.toolUsePromptTokenCount) ?? 0;
   const candidates = count(metadata.candidatesTokenCount) ?? 0;
   const thoughts = count(metadata.thoughtsTokenCount) ?? 0;
+  const promptParts = parts(
+    "promptByModality",
+    geminiModalities(metadata.promptTokensDetails, metadata.toolUsePromptTokensDetails) ?? {},
+  );
+  // Gemini lists cached tokens by modality whenever it caches: a modality it does not list there
+  // had none cached. Without the list, the split is unknown and priced as such (prices.ts).
+  const cachedParts = geminiModalities(metadata.cacheTokensDetails);
+  const cachedSplit =
+    promptParts.promptByModality === undefined || cachedParts === undefined
+      ? {}
+      : { cachedByModality: { audio: 0, image: 0, video: 0, ...cachedParts } };
   return checkedUsage({
     inputTokens: prompt - cached + toolPrompt,
     outputTokens: candidates + thoughts,
     cacheReadTokens: cached,
     cacheWriteTokens: 0,
     reasoningTokens: thoughts,
+    ...promptParts,
+    ...cachedSplit,
+    ...parts("outputByModality", geminiModalities(metadata.candidatesTokensDetails) ?? {}),
   });
 }
 
@@ -296,10 +399,12 @@ function responsesFormat(): UsageFormat {
     read(value) {
       if (!isObject(value)) return false;
       if (typeof value.type === "string" && RESPONSES_END.has(value.type)) {
-        tally.record(responsesUsage(field(value.response, "usage")));
+        tally.record(
+          responsesUsage(field(value.response, "usage"), field(value.response, "output")),
+        );
         tally.ended = true;
       } else if (value.object === "response") {
-        tally.record(responsesUsage(value.usage));
+        tally.record(responsesUsage(value.usage, value.output));
         tally.ended = true;
       }
       return false;

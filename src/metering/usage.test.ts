@@ -297,6 +297,52 @@ const jsonCases: [string, LlmRequest, string, Usage | undefined][] = [
     undefined,
   ],
   [
+    "OpenAI chat, gpt-audio: audio tokens are parts of the prompt and completion totals",
+    request("openai", "chat_completions", false),
+    '{"object":"chat.completion","model":"gpt-audio-2025-08-28","choices":[],"usage":{"prompt_tokens":120,"completion_tokens":4015,"total_tokens":4135,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":100,"text_tokens":20,"image_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":3990,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0,"text_tokens":25}}}',
+    usage({
+      inputTokens: 120,
+      outputTokens: 4015,
+      promptByModality: { audio: 100 },
+      outputByModality: { audio: 3990 },
+    }),
+  ],
+  [
+    "Responses API: web and file search calls are read from the output items",
+    request("openai", "responses", false),
+    '{"id":"resp_1","object":"response","status":"completed","output":[{"type":"web_search_call","id":"ws_1","status":"completed","action":{"type":"search","query":"a"}},{"type":"web_search_call","id":"ws_2","status":"completed"},{"type":"file_search_call","id":"fs_1","status":"completed","queries":["q"]},{"type":"message","role":"assistant","content":[]}],"usage":{"input_tokens":900,"input_tokens_details":{"cached_tokens":0},"output_tokens":80,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":980}}',
+    usage({
+      inputTokens: 900,
+      outputTokens: 80,
+      toolCalls: { web_search: 2, file_search: 1 },
+    }),
+  ],
+  [
+    "Anthropic: server_tool_use web searches are read",
+    request("anthropic", "anthropic_messages", false),
+    '{"id":"msg_1","type":"message","role":"assistant","content":[],"stop_reason":"end_turn","usage":{"input_tokens":105,"output_tokens":18,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"server_tool_use":{"web_search_requests":50,"web_fetch_requests":2}}}',
+    usage({ inputTokens: 105, outputTokens: 18, toolCalls: { web_search: 50 } }),
+  ],
+  [
+    "Gemini: modality details, cached split given",
+    request("gemini", "gemini_generate", false),
+    '{"candidates":[{"content":{"parts":[]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":1000,"candidatesTokenCount":1290,"totalTokenCount":2290,"cachedContentTokenCount":400,"promptTokensDetails":[{"modality":"TEXT","tokenCount":200},{"modality":"AUDIO","tokenCount":800}],"cacheTokensDetails":[{"modality":"AUDIO","tokenCount":400}],"candidatesTokensDetails":[{"modality":"IMAGE","tokenCount":1290}]}}',
+    usage({
+      inputTokens: 600,
+      cacheReadTokens: 400,
+      outputTokens: 1290,
+      promptByModality: { audio: 800 },
+      cachedByModality: { audio: 400, image: 0, video: 0 },
+      outputByModality: { image: 1290 },
+    }),
+  ],
+  [
+    "malformed audio details are no usage",
+    request("openai", "chat_completions", false),
+    '{"usage":{"prompt_tokens":10,"completion_tokens":5,"completion_tokens_details":{"audio_tokens":"many"}}}',
+    undefined,
+  ],
+  [
     "cached above the prompt",
     request("openai", "chat_completions", false),
     '{"usage":{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":11}}}',
@@ -497,7 +543,7 @@ const streamCases: StreamCase[] = [
       'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"input_tokens":2500,"cache_read_input_tokens":null,"output_tokens":40,"server_tool_use":{"web_search_requests":1}}}',
       'event: message_stop\ndata: {"type":"message_stop"}',
     ),
-    usage: usage({ inputTokens: 2500, outputTokens: 40 }),
+    usage: usage({ inputTokens: 2500, outputTokens: 40, toolCalls: { web_search: 1 } }),
     complete: true,
   },
   {

@@ -242,7 +242,8 @@ test("admit reserves the worst case: input bound by the body's bytes, output by 
     { amountNano: expected, meta: { provider: "openai", model: "gpt-test" } },
   ]);
   assert.equal(s.ledger.open.get(billing.reservationId), expected);
-  assert.equal(billing.pricing, PRICING);
+  // The model's price, with a price for no server tool: the request enabled none.
+  assert.deepEqual(billing.pricing, { ...PRICING, toolNanoPerCall: {} });
 });
 
 test("admit reserves the model's own output limit when the request sets none", async () => {
@@ -304,4 +305,55 @@ test("admit: a price table that cannot load denies the call (fail closed)", asyn
   assert.equal(admission.refusal.reason, "malformed_request");
   assert.equal(admission.refusal.error, "cannot admit: no table");
   assert.equal(s.ledger.reserves.length, 0);
+});
+
+test("admit reserves a server tool's worst case: Anthropic web search, max_uses × $10 per 1,000", async () => {
+  const s = setup({ rules: { allowed_domains: ["api.anthropic.com"] }, contextWindow: 1000 });
+  const body = {
+    model: "gpt-test",
+    max_tokens: 10,
+    messages: [{ role: "user", content: "news?" }],
+    tools: [{ type: "web_search_20250305", name: "web_search", max_uses: 50 }],
+  };
+  const req = { ...request(body, { host: "api.anthropic.com", path: "/v1/messages" }) };
+  const admission = await admit(s.ports, {
+    ...req,
+    tunnel: { ...TUNNEL, host: "api.anthropic.com" },
+  });
+  assert.ok(admission.admitted);
+  const { billing } = admission.call;
+  assert.ok(billing !== undefined);
+  // 50 searches at 10,000,000 nano-USD each on top of the tokens: input bound by the context
+  // window (search results come in as input) at the dearest input price, 10 output tokens.
+  assert.deepEqual(billing.pricing.toolNanoPerCall, { web_search: 10_000_000 });
+  assert.equal(billing.reservedNano, 1000 * 1250 + 2 + 10 * 2000 + 50 * 10_000_000);
+});
+
+test("admit refuses a server tool it cannot bound: model_price_unknown, nothing reserved", async () => {
+  const s = setup();
+  const body = { model: "gpt-test", input: "news?", tools: [{ type: "web_search" }] };
+  const admission = await admit(s.ports, request(body, { path: "/v1/responses" }));
+  assert.ok(!admission.admitted);
+  assert.equal(admission.refusal.reason, "model_price_unknown");
+  assert.match(admission.refusal.error ?? "", /max_tool_calls/);
+  assert.equal(s.ledger.reserves.length, 0);
+});
+
+test("admit prices audio output at its own price in the reservation", async () => {
+  const s = setup();
+  const audio = {
+    ...PRICING,
+    modalities: {
+      audio: { inputNanoPerMTok: 1, cacheReadNanoPerMTok: 1, outputNanoPerMTok: 64_000_000_000 },
+    },
+  };
+  s.ports = { ...s.ports, prices: fixedPrices({ "gpt-test": audio }) };
+  const body = chat({ max_tokens: 10 });
+  const bytes = Buffer.byteLength(JSON.stringify(body));
+  const admission = await admit(s.ports, request(body));
+  assert.ok(admission.admitted);
+  // Output at the dearest output price ($64/MTok audio: 64,000 nano a token); input as before
+  // (no media in the body); slack: 3 for the four distinct input-side prices, 1 for the two
+  // output prices.
+  assert.equal(admission.call.billing?.reservedNano, (bytes + 4096) * 1250 + 3 + 10 * 64_000 + 1);
 });

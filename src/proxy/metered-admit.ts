@@ -5,6 +5,7 @@ import {
   meteredProviderFor,
   readLlmRequest,
   reservationNanoUsd,
+  withToolPrices,
   type LlmRequest,
   type ModelPricing,
   type ProviderId,
@@ -158,10 +159,18 @@ async function reserveFor(
     return { reason: "malformed_request", provider, error: "no model in the request" };
   const allowed = decideModel(ports.policy, model);
   if (allowed.decision === "deny") return { reason: allowed.reason, provider, metered: { model } };
+  // A server tool whose cost cannot be bounded makes the call's price unknown.
+  const tools = request.serverTools ?? { ok: true, nanoPerCall: {}, maxCalls: {} };
+  if (!tools.ok) {
+    return { reason: "model_price_unknown", provider, error: tools.why, metered: { model } };
+  }
   await ports.prices.ready();
   const at = ports.now();
-  const pricing = ports.prices.pricing(provider, model, at);
-  if (pricing === undefined) return { reason: "model_price_unknown", provider, metered: { model } };
+  const modelPricing = ports.prices.pricing(provider, model, at);
+  if (modelPricing === undefined) {
+    return { reason: "model_price_unknown", provider, metered: { model } };
+  }
+  const pricing = withToolPrices(modelPricing, tools);
   // Content stored elsewhere (and audio, video, PDFs) costs tokens the body's bytes do not
   // bound: the model's context window is then the only honest bound. Images get a fixed
   // per-image allowance on top of their bytes.
@@ -180,6 +189,8 @@ async function reserveFor(
     inputTokens,
     maxOutputTokens: request.maxOutputTokens,
     n: request.n,
+    mediaInput: request.hasImages || request.externalInput,
+    toolCalls: tools.maxCalls,
   });
   let reserved;
   try {

@@ -49,7 +49,7 @@ export interface MeterOptions {
 function errorShape(provider: ProviderId | undefined): ErrorShape | undefined {
   if (provider === undefined) return undefined;
   if (provider === "anthropic") return "anthropic";
-  if (provider === "gemini") return "gemini";
+  if (provider === "gemini" || provider === "vertex") return "gemini";
   return "openai";
 }
 

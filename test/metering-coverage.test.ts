@@ -1,0 +1,474 @@
+/**
+ * Metering as a true upper bound, end to end through the built `vallignus run` with curl as the
+ * client and a fake provider that answers in each API's real wire format (issue 12): audio tokens
+ * at their own prices, server-tool fees reserved and settled (or the call refused), and the
+ * regional and cloud hosts of the metered providers metered or refused, never tunnelled.
+ */
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createServer, type Server } from "node:https";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+
+import { CLI, makeTempHome, spawnToEnd, type TempHome } from "./helpers/cli.js";
+import { makeTestCertificates } from "./helpers/origin.js";
+
+const HOSTS = [
+  "api.openai.com",
+  "eu.api.openai.com",
+  "us.api.openai.com",
+  "api.anthropic.com",
+  "res1.cognitiveservices.azure.com",
+  "res1.services.ai.azure.com",
+  "us-central1-aiplatform.googleapis.com",
+];
+
+/** A request the fake received. */
+interface Received {
+  readonly host: string;
+  readonly path: string;
+  readonly body: Record<string, unknown>;
+}
+
+/**
+ * The provider's answer to a request, by the model it names (or, for path-routed APIs, the
+ * model in the path): each test registers the usage its model's call reports.
+ */
+const answers = new Map<string, Record<string, unknown>>();
+const received: Received[] = [];
+let server: Server;
+let port = 0;
+let t: TempHome;
+let caFile: string;
+let agentFile: string;
+
+/** The model of a request: the body's, else the last path segment before `:` (Gemini, Azure). */
+function modelOf(path: string, body: Record<string, unknown>): string {
+  if (typeof body["model"] === "string") return body["model"];
+  const deployment = /\/deployments\/([^/]+)\//.exec(path)?.[1];
+  return deployment ?? /\/models\/([^/:]+):/.exec(path)?.[1] ?? "";
+}
+
+function answer(req: IncomingMessage, res: ServerResponse, text: string): void {
+  const body = text === "" ? {} : (JSON.parse(text) as Record<string, unknown>);
+  const path = req.url ?? "";
+  received.push({ host: String(req.headers.host), path, body });
+  const json = answers.get(modelOf(path, body));
+  if (json === undefined) {
+    res.writeHead(404, { "content-type": "application/json" });
+    res.end('{"error":{"message":"no such model"}}');
+    return;
+  }
+  const out = JSON.stringify(json);
+  res.writeHead(200, { "content-type": "application/json", "content-length": out.length });
+  res.end(out);
+}
+
+/**
+ * The agent: a list of calls as JSON in argv, each made with curl through the run's proxy; one
+ * JSON line per call with the status and the parsed answer.
+ */
+const AGENT = `
+import { execFileSync } from "node:child_process";
+const calls = JSON.parse(process.argv[2]);
+for (const call of calls) {
+  const out = execFileSync("curl", [
+    "-sS", "--max-time", "10", "-w", "\\n%{http_code}",
+    "-H", "content-type: application/json", "-H", "authorization: Bearer sk-coverage-secret",
+    "-d", JSON.stringify(call.body), call.url,
+  ], { encoding: "utf8" });
+  const cut = out.lastIndexOf("\\n");
+  let body;
+  try { body = JSON.parse(out.slice(0, cut)); } catch { body = out.slice(0, cut); }
+  process.stdout.write(JSON.stringify({ status: Number(out.slice(cut + 1)), body }) + "\\n");
+}
+`;
+
+interface Call {
+  readonly url: string;
+  readonly body: Record<string, unknown>;
+}
+
+interface CallResult {
+  readonly status: number;
+  readonly body: Record<string, unknown>;
+}
+
+/** One `vallignus run` of the agent making `calls`, under a policy of its own. */
+async function runCalls(policyId: string, calls: readonly Call[]): Promise<CallResult[]> {
+  t.ok(
+    "auth",
+    "create-policy",
+    "--policy-id",
+    policyId,
+    "--max-spend-usd",
+    "5",
+    "--allowed-domains",
+    HOSTS.map((host) => `${host}:${port}`).join(","),
+  );
+  const token = t.ok("auth", "issue-token", "--agent-id", "bot", "--policy-id", policyId).trim();
+  const resolves = HOSTS.flatMap((host) => ["--resolve", `${host}:${port}:127.0.0.1`]);
+  const r = await spawnToEnd(
+    process.execPath,
+    [
+      CLI,
+      "run",
+      "--on-budget",
+      "deny",
+      "--upstream-ca",
+      caFile,
+      ...resolves,
+      "--",
+      process.execPath,
+      agentFile,
+      JSON.stringify(calls),
+    ],
+    { env: { ...t.env, VALLIGNUS_TOKEN: token } },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as CallResult);
+}
+
+/** The audit lines of one policy's run that decided a request (not lifecycle events). */
+function auditOf(policyId: string): Record<string, unknown>[] {
+  return readFileSync(join(t.home, "audit", "audit.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .filter((line) => line["policy_id"] === policyId && line["method"] !== undefined);
+}
+
+/** The metered line (it names a provider) of each request, in order. */
+function meteredOf(policyId: string): Record<string, unknown>[] {
+  return auditOf(policyId).filter((line) => line["provider"] !== undefined);
+}
+
+const url = (host: string, path: string) => `https://${host}:${String(port)}${path}`;
+
+before(async () => {
+  const certs = await makeTestCertificates(HOSTS);
+  server = createServer({ cert: certs.certPem, key: certs.keyPem }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => answer(req, res, Buffer.concat(chunks).toString("utf8")));
+  });
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  port = (server.address() as AddressInfo).port;
+  t = makeTempHome();
+  caFile = join(t.root, "fake-ca.pem");
+  writeFileSync(caFile, certs.caPem);
+  agentFile = join(t.root, "agent.mjs");
+  writeFileSync(agentFile, AGENT);
+  t.ok("auth", "init");
+  t.ok("auth", "create-agent", "--agent-id", "bot", "--owner", "you@example.com");
+});
+
+after(async () => {
+  server.closeAllConnections();
+  await new Promise((done) => server.close(done));
+  t.cleanup();
+});
+
+/** An OpenAI chat completion answer with this usage. */
+function chatAnswer(model: string, usage: Record<string, unknown>): Record<string, unknown> {
+  return {
+    id: "chatcmpl-cov",
+    object: "chat.completion",
+    created: 1_764_000_000,
+    model,
+    choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }],
+    usage,
+  };
+}
+
+test("gpt-audio: audio output tokens are charged at the audio price, within the reservation", async () => {
+  // The issue's call: 3,990 audio output tokens, charged $0.04015 as text; the table says $0.256.
+  answers.set(
+    "gpt-audio",
+    chatAnswer("gpt-audio-2025-08-28", {
+      prompt_tokens: 100,
+      completion_tokens: 3_990,
+      total_tokens: 4_090,
+      prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+      completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 3_990 },
+    }),
+  );
+  const [call] = await runCalls("cov-audio", [
+    {
+      url: url("api.openai.com", "/v1/chat/completions"),
+      body: {
+        model: "gpt-audio",
+        modalities: ["text", "audio"],
+        audio: { voice: "alloy", format: "wav" },
+        max_completion_tokens: 4_000,
+        messages: [{ role: "user", content: "Say hello" }],
+      },
+    },
+  ]);
+  assert.equal(call?.status, 200);
+  const [line] = meteredOf("cov-audio");
+  assert.equal(line?.["model"], "gpt-audio");
+  // 100 × $2.50/M + 3,990 × $64/M (output_audio_mtok) = $0.25561.
+  assert.equal(line["cost_usd"], "0.25561");
+  assert.equal(line["charged_full"], undefined);
+  // The reservation priced the 4,000 output tokens at $64/M too: at least $0.256.
+  assert.ok(Number(line["reserved_usd"]) >= 0.256, `reserved ${String(line["reserved_usd"])}`);
+});
+
+test("Anthropic web search: max_uses is reserved at $10 per 1,000 and the searches reported are charged", async () => {
+  answers.set("claude-sonnet-4-0", {
+    id: "msg_cov",
+    type: "message",
+    role: "assistant",
+    model: "claude-sonnet-4-0",
+    content: [{ type: "text", text: "ok" }],
+    stop_reason: "end_turn",
+    stop_sequence: null,
+    usage: {
+      input_tokens: 105,
+      output_tokens: 18,
+      cache_creation_input_tokens: 0,
+      cache_read_input_tokens: 0,
+      server_tool_use: { web_search_requests: 50 },
+    },
+  });
+  const before = received.length;
+  const messages = [{ role: "user", content: "news?" }];
+  const calls = await runCalls("cov-search", [
+    {
+      url: url("api.anthropic.com", "/v1/messages"),
+      body: {
+        model: "claude-sonnet-4-0",
+        max_tokens: 100,
+        messages,
+        tools: [{ type: "web_search_20250305", name: "web_search", max_uses: 50 }],
+      },
+    },
+    {
+      url: url("api.anthropic.com", "/v1/messages"),
+      body: {
+        model: "claude-sonnet-4-0",
+        max_tokens: 100,
+        messages,
+        tools: [{ type: "web_search_20250305", name: "web_search" }],
+      },
+    },
+  ]);
+  assert.deepEqual(
+    calls.map((c) => c.status),
+    [200, 403],
+  );
+  // Only the bounded call reached the provider.
+  assert.equal(received.length - before, 1);
+  const [paid, refused] = meteredOf("cov-search");
+  // 105 × $3/M + 18 × $15/M + 50 searches × $0.01 = $0.500585 (was $0.000585).
+  assert.equal(paid?.["cost_usd"], "0.500585");
+  assert.ok(Number(paid["reserved_usd"]) >= 0.5);
+  assert.equal(refused?.["deny_reason"], "model_price_unknown");
+  assert.equal(calls[1]?.body["decision"], "deny");
+});
+
+test("OpenAI web search: refused without max_tool_calls, charged per call with it; chat search per call", async () => {
+  answers.set(
+    "gpt-4o-search-preview",
+    chatAnswer("gpt-4o-search-preview-2025-03-11", {
+      prompt_tokens: 1_000,
+      completion_tokens: 100,
+      total_tokens: 1_100,
+    }),
+  );
+  answers.set("gpt-4o", {
+    id: "resp_cov",
+    object: "response",
+    status: "completed",
+    model: "gpt-4o-2024-08-06",
+    output: [
+      { type: "web_search_call", id: "ws_1", status: "completed" },
+      { type: "web_search_call", id: "ws_2", status: "completed" },
+      {
+        type: "message",
+        id: "msg_1",
+        role: "assistant",
+        content: [{ type: "output_text", text: "ok" }],
+      },
+    ],
+    usage: {
+      input_tokens: 1_000,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: 100,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: 1_100,
+    },
+  });
+  const body = { model: "gpt-4o", input: "news?", max_output_tokens: 200 };
+  const calls = await runCalls("cov-responses", [
+    {
+      url: url("api.openai.com", "/v1/responses"),
+      body: { ...body, tools: [{ type: "web_search" }] },
+    },
+    {
+      url: url("api.openai.com", "/v1/responses"),
+      body: { ...body, tools: [{ type: "web_search" }], max_tool_calls: 2 },
+    },
+    {
+      url: url("api.openai.com", "/v1/responses"),
+      body: { ...body, tools: [{ type: "code_interpreter", container: { type: "auto" } }] },
+    },
+    {
+      url: url("api.openai.com", "/v1/chat/completions"),
+      body: {
+        model: "gpt-4o-search-preview",
+        max_tokens: 100,
+        messages: [{ role: "user", content: "news?" }],
+      },
+    },
+  ]);
+  assert.deepEqual(
+    calls.map((c) => c.status),
+    [403, 200, 403, 200],
+  );
+  const lines = meteredOf("cov-responses");
+  assert.equal(lines[0]?.["deny_reason"], "model_price_unknown");
+  // 1,000 × $2.50/M + 100 × $10/M + 2 web searches × $0.01 = $0.0235.
+  assert.equal(lines[1]?.["cost_usd"], "0.0235");
+  assert.equal(lines[2]?.["deny_reason"], "model_price_unknown");
+  // A chat search model searches once per call, unreported: 1,000 × $2.50/M + 100 × $10/M +
+  // $0.05 (the dearest chat-search rate).
+  assert.equal(lines[3]?.["cost_usd"], "0.0535");
+});
+
+test("regional OpenAI hosts are metered as OpenAI, not tunnelled", async () => {
+  answers.set(
+    "gpt-4o-mini",
+    chatAnswer("gpt-4o-mini", {
+      prompt_tokens: 1_000,
+      completion_tokens: 100,
+      total_tokens: 1_100,
+    }),
+  );
+  const body = {
+    model: "gpt-4o-mini",
+    max_tokens: 100,
+    messages: [{ role: "user", content: "hi" }],
+  };
+  const calls = await runCalls("cov-regional", [
+    { url: url("eu.api.openai.com", "/v1/chat/completions"), body },
+    { url: url("us.api.openai.com", "/v1/chat/completions"), body },
+  ]);
+  assert.deepEqual(
+    calls.map((c) => c.status),
+    [200, 200],
+  );
+  const lines = meteredOf("cov-regional");
+  assert.deepEqual(
+    lines.map((line) => [line["host"], line["provider"], line["model"], line["cost_usd"]]),
+    [
+      // 1,000 × $0.15/M + 100 × $0.60/M = $0.00021
+      ["eu.api.openai.com", "openai", "gpt-4o-mini", "0.00021"],
+      ["us.api.openai.com", "openai", "gpt-4o-mini", "0.00021"],
+    ],
+  );
+});
+
+test("Azure AI hosts are metered; a deployment name that is no priced model is refused", async () => {
+  answers.set(
+    "gpt-4o",
+    chatAnswer("gpt-4o-2024-08-06", {
+      prompt_tokens: 1_000,
+      completion_tokens: 100,
+      total_tokens: 1_100,
+    }),
+  );
+  answers.set("prod-deploy", chatAnswer("gpt-4o", { prompt_tokens: 1, completion_tokens: 1 }));
+  const messages = [{ role: "user", content: "hi" }];
+  const before = received.length;
+  const calls = await runCalls("cov-azure", [
+    {
+      url: url(
+        "res1.cognitiveservices.azure.com",
+        "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+      ),
+      body: { max_tokens: 100, messages },
+    },
+    {
+      url: url(
+        "res1.cognitiveservices.azure.com",
+        "/openai/deployments/prod-deploy/chat/completions?api-version=2024-10-21",
+      ),
+      body: { max_tokens: 100, messages },
+    },
+    {
+      url: url(
+        "res1.services.ai.azure.com",
+        "/models/chat/completions?api-version=2024-05-01-preview",
+      ),
+      body: { model: "gpt-4o", max_tokens: 100, messages },
+    },
+  ]);
+  assert.deepEqual(
+    calls.map((c) => c.status),
+    [200, 403, 200],
+  );
+  assert.equal(received.length - before, 2);
+  const lines = meteredOf("cov-azure");
+  assert.deepEqual(
+    lines.map((line) => [line["provider"], line["model"], line["deny_reason"] ?? line["cost_usd"]]),
+    [
+      // 1,000 × $2.50/M + 100 × $10/M = $0.0035 (Azure's table falls back to OpenAI's prices)
+      ["azure", "gpt-4o", "0.0035"],
+      ["azure", "prod-deploy", "model_price_unknown"],
+      ["azure", "gpt-4o", "0.0035"],
+    ],
+  );
+});
+
+test("Vertex AI: Gemini generateContent is metered, other model calls are refused", async () => {
+  answers.set("gemini-2.5-flash", {
+    candidates: [
+      { content: { role: "model", parts: [{ text: "ok" }] }, finishReason: "STOP", index: 0 },
+    ],
+    usageMetadata: { promptTokenCount: 1_000, candidatesTokenCount: 100, totalTokenCount: 1_100 },
+    modelVersion: "gemini-2.5-flash",
+  });
+  const base = "/v1/projects/p1/locations/us-central1/publishers";
+  const before = received.length;
+  const calls = await runCalls("cov-vertex", [
+    {
+      url: url(
+        "us-central1-aiplatform.googleapis.com",
+        `${base}/google/models/gemini-2.5-flash:generateContent`,
+      ),
+      body: {
+        contents: [{ role: "user", parts: [{ text: "hi" }] }],
+        generationConfig: { maxOutputTokens: 100 },
+      },
+    },
+    {
+      url: url(
+        "us-central1-aiplatform.googleapis.com",
+        `${base}/anthropic/models/claude-sonnet-4-5@20250929:rawPredict`,
+      ),
+      body: { anthropic_version: "vertex-2023-10-16", max_tokens: 10, messages: [] },
+    },
+  ]);
+  assert.deepEqual(
+    calls.map((c) => c.status),
+    [200, 403],
+  );
+  assert.equal(received.length - before, 1);
+  const lines = meteredOf("cov-vertex");
+  assert.equal(lines[0]?.["provider"], "vertex");
+  assert.equal(lines[0]["model"], "gemini-2.5-flash");
+  // 1,000 × $0.30/M + 100 × $2.50/M = $0.00055
+  assert.equal(lines[0]["cost_usd"], "0.00055");
+  assert.equal(lines[1]?.["deny_reason"], "model_price_unknown");
+});
+
+test("no API key reaches the audit log", () => {
+  assert.ok(!readFileSync(join(t.home, "audit", "audit.jsonl"), "utf8").includes("sk-coverage"));
+});
