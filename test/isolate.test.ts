@@ -3,6 +3,8 @@ import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createSocket } from "node:dgram";
 import {
   chmodSync,
+  closeSync,
+  openSync,
   chownSync,
   existsSync,
   mkdtempSync,
@@ -57,7 +59,7 @@ console.log(JSON.stringify(out));
  * other runs (issue 12's review). It prints one JSON object: each attempt's result or errno.
  */
 const BOUNDARY_PROBE = `
-import { appendFileSync, readdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { appendFileSync, readdirSync, readFileSync, readlinkSync, writeFileSync, existsSync } from "node:fs";
 import { connect } from "node:net";
 import { spawn } from "node:child_process";
 import { dirname } from "node:path";
@@ -86,6 +88,10 @@ out.killSupervisor = attempt(() => process.kill(supervisor, "SIGKILL"));
 out.usr1Pid1 = attempt(() => process.kill(1, "SIGUSR1"));
 await new Promise((r) => setTimeout(r, 500));
 out.inspector = await reach(undefined, 9229);
+out.inheritedFd = attempt(() => readdirSync("/proc/self/fd/200/keys").join(","));
+out.dev = readdirSync("/dev").join(",");
+out.ipc = readlinkSync("/proc/self/ns/ipc");
+out.uts = readlinkSync("/proc/self/ns/uts");
 out.processes = readdirSync("/proc").filter((p) => /^[0-9]+$/.test(p)).length;
 spawn("setsid", ["sh", "-c", "sleep " + marker], { detached: true, stdio: "ignore" }).unref();
 await new Promise((r) => setTimeout(r, 200));
@@ -119,6 +125,7 @@ function runIsolated(
   command: string[],
   timeoutMs = 30_000,
   onSpawn?: (pid: number) => void,
+  inherit?: number,
 ) {
   const [program = process.execPath, ...rest] = [
     ...h.asUser,
@@ -135,12 +142,15 @@ function runIsolated(
     const child = spawn(program, rest, {
       env: { ...h.env, VALLIGNUS_TOKEN: h.token },
       cwd: h.root,
+      // A descriptor the caller left open (fd 200, as a shell's `exec 200<dir` leaves it): an
+      // open folder of the host. (Low numbers do not reach the command even unfixed.)
+      stdio: ["pipe", "pipe", "pipe", ...Array<"ignore">(197).fill("ignore"), inherit ?? "ignore"],
     });
     onSpawn?.(child.pid ?? 0);
     let stdout = "";
     let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.stdout?.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr?.setEncoding("utf8").on("data", (d: string) => (stderr += d));
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
     child.on("close", (status) => {
       clearTimeout(timer);
@@ -152,7 +162,8 @@ function runIsolated(
 /** A home and token owned by the user the run executes as. */
 function makeHarness(user: "root" | "nobody"): Harness {
   const root = mkdtempSync(join(tmpdir(), `vallignus-isolate-${user}-`));
-  chmodSync(root, 0o755);
+  // The working folder: a root caller's command runs as nobody and must be able to write it.
+  chmodSync(root, user === "root" ? 0o777 : 0o755);
   const home = join(root, "home");
   let cli = CLI;
   const asUser: string[] = [];
@@ -171,7 +182,8 @@ function makeHarness(user: "root" | "nobody"): Harness {
     ...process.env,
     VALLIGNUS_HOME: home,
     NO_COLOR: "1",
-    HOME: root,
+    // Beside the working folder, not in it: --isolate refuses to make a home folder writable.
+    HOME: `${root}-home`,
   };
   delete env["VALLIGNUS_TOKEN"];
   const h: Harness = { root, env, asUser, cli, token: "", jti: "" };
@@ -254,6 +266,7 @@ after(async () => {
 
 const methods = [
   ["bwrap", /"isolation_method":"bwrap"/],
+  // As root, unshare makes no user namespace (unshare-root); as nobody, it does.
   ["unshare", /"isolation_method":"unshare-(userns|root)"/],
 ] as const;
 
@@ -280,7 +293,12 @@ for (const [method, recorded] of methods)
         ]);
         assert.equal(r.status, 0, r.stderr);
         const out = JSON.parse(r.stdout) as Record<string, unknown>;
-        assert.equal(out["uid"], user === "root" ? 0 : 65534, "the command keeps its own uid");
+        // Root's command runs as nobody: host uid 0 owns the machine even without capabilities.
+        assert.equal(
+          out["uid"],
+          65534,
+          "an unprivileged user's command keeps its uid; root's is nobody",
+        );
         assert.notEqual(out["curlNoProxy"], 0, "curl --noproxy '*' must fail");
         assert.notEqual(out["netConnect"], "CONNECTED");
         assert.notEqual(out["fetchWithoutPreload"], "REACHED");
@@ -347,12 +365,14 @@ for (const [method, recorded] of methods)
         const marker = `${900_000 + Math.floor(Math.random() * 1_000_000)}`;
         const ledgerBefore = existsSync(ledger) ? readFileSync(ledger, "utf8") : "";
         try {
+          const homeFd = openSync(home, "r");
           const r = await runIsolated(
             h,
             [process.execPath, "boundary.mjs", home, h.jti, otherSocket, outside, marker],
             30_000,
             (pid) => writeFileSync(join(h.root, "supervisor.pid"), String(pid)),
-          );
+            homeFd,
+          ).finally(() => closeSync(homeFd));
           assert.equal(r.status, 0, r.stderr);
           const out = JSON.parse(r.stdout) as Record<string, unknown>;
           const refused = /^(ENOENT|EACCES|EROFS|EPERM|ESRCH)$/;
@@ -370,7 +390,24 @@ for (const [method, recorded] of methods)
           assert.equal(out["usr1Supervisor"], "ESRCH", "the supervisor is out of sight");
           assert.equal(out["killSupervisor"], "ESRCH", "the supervisor is out of sight");
           assert.notEqual(out["inspector"], "CONNECTED", "no inspector opened inside");
+          assert.match(
+            String(out["inheritedFd"]),
+            /^(ENOENT|EBADF|EACCES)$/,
+            "no inherited folder",
+          );
           assert.ok(Number(out["processes"]) < 10, `${String(out["processes"])} processes seen`);
+          // A /dev of its own: none of the host's terminals, disks or consoles.
+          const devices = String(out["dev"]).split(",");
+          const harmless =
+            /^(null|zero|full|random|urandom|tty|pts|ptmx|shm|fd|stdin|stdout|stderr|core|mqueue)$/;
+          assert.deepEqual(
+            devices.filter((name) => !harmless.test(name)),
+            [],
+            String(out["dev"]),
+          );
+          // System V IPC and the hostname are its own.
+          assert.notEqual(out["ipc"], readlinkSync("/proc/self/ns/ipc"));
+          assert.notEqual(out["uts"], readlinkSync("/proc/self/ns/uts"));
           // What the probe tried left no trace on the host.
           assert.equal(existsSync(join(outside, "escaped")), false);
           assert.equal(existsSync(join(tmpdir(), `agent-${marker}`)), false);
@@ -465,17 +502,13 @@ test("--isolate refuses to run, naming the cause, when it cannot isolate", () =>
   try {
     const bin = join(h.root, "bin");
     execFileSync("mkdir", [bin]);
-    // A PATH with sh and node but no bwrap, unshare or ip.
-    for (const tool of ["sh", "touch"])
-      execFileSync("ln", [
-        "-s",
-        execFileSync("sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).trim(),
-        join(bin, tool),
-      ]);
+    // Tool folders with sh but no bwrap, unshare or ip.
+    execFileSync("ln", ["-s", "/bin/sh", join(bin, "sh")]);
     const marker = join(h.root, "started");
     const r = spawnSync(process.execPath, [h.cli, "run", "--isolate", "--", "touch", marker], {
-      env: { ...h.env, VALLIGNUS_TOKEN: h.token, PATH: bin },
+      env: { ...h.env, VALLIGNUS_TOKEN: h.token, VALLIGNUS_TOOL_PATH: bin },
       encoding: "utf8",
+      cwd: h.root,
     });
     assert.equal(r.status, 1);
     assert.match(
@@ -483,6 +516,63 @@ test("--isolate refuses to run, naming the cause, when it cannot isolate", () =>
       /^vallignus: --isolate needs bubblewrap, or unshare, ip.*nothing was started \[ERR_ISOLATE_UNAVAILABLE\]\n$/,
     );
     assert.throws(() => readFileSync(marker));
+  } finally {
+    rmSync(h.root, { recursive: true, force: true });
+  }
+});
+
+test("--isolate takes its tools from the system's folders, not from the caller's PATH", () => {
+  const h = makeHarness("root");
+  try {
+    // A folder an agent could have written, first on PATH, with tools of its own.
+    const bin = join(h.root, "bin");
+    execFileSync("mkdir", [bin]);
+    const planted = join(h.root, "planted-ran");
+    for (const tool of ["bwrap", "unshare", "setpriv", "ip", "mount", "sh"]) {
+      writeFileSync(join(bin, tool), `#!/bin/sh\necho ${tool} >> ${planted}\nexit 1\n`);
+      chmodSync(join(bin, tool), 0o755);
+    }
+    for (const method of ["bwrap", "unshare"]) {
+      const r = spawnSync(process.execPath, [h.cli, "run", "--isolate", "--", "true"], {
+        env: {
+          ...h.env,
+          VALLIGNUS_TOKEN: h.token,
+          VALLIGNUS_ISOLATE_METHOD: method,
+          PATH: `${bin}:${h.env["PATH"] ?? ""}`,
+        },
+        encoding: "utf8",
+        cwd: h.root,
+      });
+      assert.equal(r.status, 0, `${method}: ${r.stderr}`);
+    }
+    assert.equal(existsSync(planted), false, "no planted tool ran");
+  } finally {
+    rmSync(h.root, { recursive: true, force: true });
+  }
+});
+
+test("--isolate refuses working folders it cannot protect", () => {
+  const h = makeHarness("root");
+  try {
+    const refused = (cwd: string, env: NodeJS.ProcessEnv = {}) =>
+      spawnSync(process.execPath, [h.cli, "run", "--isolate", "--", "true"], {
+        env: { ...h.env, VALLIGNUS_TOKEN: h.token, ...env },
+        encoding: "utf8",
+        cwd,
+      });
+    // /tmp itself would be bound back writable: the host's /tmp, its sockets and run folders.
+    assert.match(refused("/tmp").stderr, /holds \/tmp.*\[ERR_ISOLATE_UNAVAILABLE\]/);
+    // The user's home: its startup files run outside the isolation.
+    const home = join(h.root, "user-home");
+    execFileSync("mkdir", ["-p", home]);
+    assert.match(refused(home, { HOME: home }).stderr, /holds your home folder/);
+    // $VALLIGNUS_HOME given through a symlink inside the working folder.
+    const link = join(h.root, "vh-link");
+    execFileSync("ln", ["-s", h.env["VALLIGNUS_HOME"] ?? "", link]);
+    assert.match(
+      refused(h.root, { VALLIGNUS_HOME: link }).stderr,
+      /reached through a symlink inside the working folder/,
+    );
   } finally {
     rmSync(h.root, { recursive: true, force: true });
   }

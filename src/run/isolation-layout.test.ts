@@ -20,6 +20,9 @@ function input(over: Partial<LayoutInput> = {}): LayoutInput {
     keep: ["/usr/lib/node_modules/vallignus/dist", "/usr/bin"],
     hide: ["/home/ann/.vallignus", "/tmp/vallignus-1000"],
     maskFiles: ["/run/docker.sock", "/home/ann/agent.sock"],
+    userHome: "/home/ann",
+    memoryBytes: 8 * 2 ** 30,
+    given: ["/home/ann/.vallignus", "/tmp/vallignus-1000"],
     isDirectory: (p) => DIRS.has(p),
     exists: (p) => p === "/home/ann/agent.sock" || p === "/run/docker.sock",
     ...over,
@@ -28,9 +31,11 @@ function input(over: Partial<LayoutInput> = {}): LayoutInput {
 
 test("the layout: private folders, the run folder, the working folder, then what is hidden", () => {
   assert.deepEqual(isolationLayout(input()), [
-    { kind: "tmpfs", path: "/tmp", mode: 0o1777 },
-    { kind: "tmpfs", path: "/dev/shm", mode: 0o1777 },
-    { kind: "tmpfs", path: "/run", mode: 0o755 },
+    // Bounded: a quarter of memory, a tenth, 16 MiB.
+    { kind: "tmpfs", path: "/tmp", mode: 0o1777, bytes: 2 * 2 ** 30 },
+    { kind: "tmpfs", path: "/run", mode: 0o755, bytes: 16 * 2 ** 20 },
+    { kind: "dev" },
+    { kind: "tmpfs", path: "/dev/shm", mode: 0o1777, bytes: Math.floor((8 * 2 ** 30) / 10) },
     { kind: "bind", source: "/tmp/vallignus-1000/run-abc", target: INNER_RUN_DIR, writable: false },
     { kind: "bind", source: "/home/ann/project", target: "/home/ann/project", writable: true },
     // The run folders under the private /tmp are already out of sight: no step for them.
@@ -96,6 +101,17 @@ test("working folders the isolated command cannot have are refused", () => {
     /inside \/home\/ann\/\.vallignus/,
   );
   assert.match(refuseWorkingFolder(input({ cwd: "/var" })) ?? "", /holds \/var\/run/);
+  assert.match(refuseWorkingFolder(input({ cwd: "/tmp" })) ?? "", /holds \/tmp/);
+  assert.match(refuseWorkingFolder(input({ cwd: "/home/ann" })) ?? "", /your home folder/);
+  assert.match(refuseWorkingFolder(input({ cwd: "/home" })) ?? "", /your home folder/);
+  assert.match(
+    refuseWorkingFolder(input({ cwd: "/usr/lib/node_modules/vallignus/dist/run" })) ?? "",
+    /inside \/usr\/lib\/node_modules\/vallignus\/dist/,
+  );
+  assert.match(
+    refuseWorkingFolder(input({ cwd: "/srv/p", given: ["/srv/p/vh"], hide: ["/data/vh"] })) ?? "",
+    /\/srv\/p\/vh is reached through a symlink/,
+  );
   assert.equal(refuseWorkingFolder(input({ cwd: "/" })), undefined);
   assert.equal(refuseWorkingFolder(input()), undefined);
 });

@@ -1,4 +1,4 @@
-import { isAbsolute, relative } from "node:path";
+import { isAbsolute, join, relative } from "node:path";
 
 /**
  * The filesystem the isolated command sees, as a list of mounts applied in order over a
@@ -6,8 +6,8 @@ import { isAbsolute, relative } from "node:path";
  * helper runs it as one shell script. Both come from this one list so they cannot drift.
  */
 export type MountStep =
-  /** An empty, private, writable tmpfs (the command's own /tmp, /run, /dev/shm). */
-  | { readonly kind: "tmpfs"; readonly path: string; readonly mode: number }
+  /** An empty, private, writable tmpfs (the command's own /tmp, /run, /dev/shm), bounded. */
+  | { readonly kind: "tmpfs"; readonly path: string; readonly mode: number; readonly bytes: number }
   /** An empty, read-only tmpfs laid over a folder the command must not see. */
   | { readonly kind: "hide"; readonly path: string }
   | {
@@ -16,6 +16,13 @@ export type MountStep =
       readonly target: string;
       readonly writable: boolean;
     }
+  /** A folder inside the working folder bound onto itself, so that it cannot be renamed. */
+  | { readonly kind: "pin"; readonly path: string }
+  /**
+   * A /dev of its own: the harmless devices and a new pty instance, not the host's terminals
+   * and disks (bwrap's --dev; the script makes the same).
+   */
+  | { readonly kind: "dev" }
   /** A file (a unix socket) covered by /dev/null. */
   | { readonly kind: "null"; readonly path: string };
 
@@ -34,6 +41,20 @@ const PRIVATE_DIRS: readonly (readonly [string, number])[] = [
   ["/var/run", 0o755],
 ];
 
+/**
+ * A tmpfs is memory: unbounded, each would take up to half of it (the kernel's default), and an
+ * agent filling three would starve the host. /tmp gets a quarter of memory, /dev/shm a tenth,
+ * /run and /var/run (where nothing of the command's belongs) 16 MiB.
+ */
+function tmpfsBytes(path: string, memoryBytes: number): number {
+  if (path === "/tmp") return Math.floor(memoryBytes / 4);
+  if (path === "/dev/shm") return Math.floor(memoryBytes / 10);
+  return 16 * 1024 * 1024;
+}
+
+/** The size of a tmpfs that only hides a folder: it holds nothing. */
+const HIDE_BYTES = 4096;
+
 export interface LayoutInput {
   /** The working folder: the only host folder the command may write. "/" binds nothing. */
   readonly cwd: string;
@@ -45,6 +66,15 @@ export interface LayoutInput {
   readonly hide: readonly string[];
   /** Filesystem sockets that would be a way out (Docker's, the SSH agent's). */
   readonly maskFiles: readonly string[];
+  /** The machine's memory, which bounds the private tmpfs folders. */
+  readonly memoryBytes: number;
+  /** The user's home folder: its startup files must not be writable by the command. */
+  readonly userHome: string;
+  /**
+   * Protected paths as they were given, before symlinks were resolved ($VALLIGNUS_HOME): one
+   * that goes through a symlink the command could replace would lead vallignus elsewhere.
+   */
+  readonly given: readonly string[];
   /** Whether a path is a real folder (not a symlink) on the host. */
   readonly isDirectory: (path: string) => boolean;
   readonly exists: (path: string) => boolean;
@@ -57,14 +87,36 @@ export function isUnder(path: string, folder: string): boolean {
 
 /** Why the command cannot run from `cwd` under --isolate, or undefined when it can. */
 export function refuseWorkingFolder(input: LayoutInput): string | undefined {
-  const secret = input.hide.find((folder) => isUnder(input.cwd, folder));
+  const { cwd } = input;
+  const secret = [...input.hide, ...input.keep].find((folder) => isUnder(cwd, folder));
   if (secret !== undefined)
-    return `the working folder is inside ${secret}, which the isolated command must not see; run it from another folder`;
-  if (input.cwd === "/") return undefined;
-  const covered = PRIVATE_DIRS.find(([dir]) => dir !== input.cwd && isUnder(dir, input.cwd));
+    return `the working folder is inside ${secret}, which the isolated command must not see or change; run it from another folder`;
+  if (cwd === "/") return undefined;
+  // Bound back writable, /tmp (or a folder above it) would be the host's, sockets and all.
+  const covered = PRIVATE_DIRS.find(([dir]) => isUnder(dir, cwd));
   if (covered !== undefined)
-    return `the working folder ${input.cwd} holds ${covered[0]}, which the isolated command gets empty; run it from another folder`;
+    return `the working folder ${cwd} holds ${covered[0]}, which the isolated command must get private and empty; run it from another folder`;
+  if (input.userHome !== "/" && isUnder(input.userHome, cwd))
+    return `the working folder ${cwd} holds your home folder, whose startup files (.bashrc, .profile) would run what the agent writes there outside the isolation; run it from a project folder`;
+  const swappable = input.given.find((path) => isUnder(path, cwd) && !input.hide.includes(path));
+  if (swappable !== undefined)
+    return `${swappable} is reached through a symlink inside the working folder, which the agent could replace; give its real path`;
   return undefined;
+}
+
+/**
+ * The folders between `cwd` and a protected path below it, bound onto themselves: a mount point
+ * cannot be renamed or removed (EBUSY), so the agent cannot move a parent aside and put a
+ * folder of its own where vallignus, its state or node will be looked up next time.
+ */
+function pins(cwd: string, protectedPaths: readonly string[]): string[] {
+  const pinned = new Set<string>();
+  for (const path of protectedPaths) {
+    if (path === cwd || !isUnder(path, cwd)) continue;
+    const parts = relative(cwd, path).split("/").slice(0, -1);
+    for (let i = 1; i <= parts.length; i++) pinned.add(join(cwd, ...parts.slice(0, i)));
+  }
+  return [...pinned].sort();
 }
 
 /**
@@ -79,10 +131,27 @@ export function isolationLayout(input: LayoutInput): MountStep[] {
   const writable = input.cwd === "/" ? [] : [input.cwd];
   const shown = [...writable, ...input.keep];
   const visible = (path: string) => !covered(path) || shown.some((dir) => isUnder(path, dir));
-  const steps: MountStep[] = privateDirs.map(([path, mode]) => ({ kind: "tmpfs", path, mode }));
+  const steps: MountStep[] = [];
+  for (const [path, mode] of privateDirs) {
+    // /dev is replaced right after /run exists (the script stages the host's devices there),
+    // and before /dev/shm is mounted in it.
+    if (path === "/dev/shm") continue;
+    steps.push({ kind: "tmpfs", path, mode, bytes: tmpfsBytes(path, input.memoryBytes) });
+    if (path === "/run") steps.push({ kind: "dev" });
+  }
+  if (privateDirs.some(([dir]) => dir === "/dev/shm"))
+    steps.push({
+      kind: "tmpfs",
+      path: "/dev/shm",
+      mode: 0o1777,
+      bytes: tmpfsBytes("/dev/shm", input.memoryBytes),
+    });
   steps.push({ kind: "bind", source: input.runDir, target: INNER_RUN_DIR, writable: false });
   for (const dir of writable)
     steps.push({ kind: "bind", source: dir, target: dir, writable: true });
+  if (writable.length > 0)
+    for (const path of pins(input.cwd, [...input.keep, ...input.hide]))
+      steps.push({ kind: "pin", path });
   for (const dir of input.keep)
     if (covered(dir) || writable.some((w) => isUnder(dir, w)))
       steps.push({ kind: "bind", source: dir, target: dir, writable: false });
@@ -97,13 +166,17 @@ export function isolationLayout(input: LayoutInput): MountStep[] {
 export function bwrapMountArgs(steps: readonly MountStep[]): string[] {
   const args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"];
   for (const step of steps) {
-    if (step.kind === "tmpfs")
-      args.push("--perms", step.mode.toString(8).padStart(4, "0"), "--tmpfs", step.path);
-    else if (step.kind === "hide")
-      args.push("--perms", "0000", "--tmpfs", step.path, "--remount-ro", step.path);
-    else if (step.kind === "bind")
+    if (step.kind === "tmpfs") {
+      const mode = step.mode.toString(8).padStart(4, "0");
+      args.push("--perms", mode, "--size", String(step.bytes), "--tmpfs", step.path);
+    } else if (step.kind === "hide") {
+      args.push("--perms", "0000", "--size", String(HIDE_BYTES), "--tmpfs", step.path);
+      args.push("--remount-ro", step.path);
+    } else if (step.kind === "bind")
       args.push(step.writable ? "--bind" : "--ro-bind", step.source, step.target);
-    else args.push("--ro-bind", "/dev/null", step.path);
+    else if (step.kind === "pin") args.push("--bind", step.path, step.path);
+    else if (step.kind === "null") args.push("--ro-bind", "/dev/null", step.path);
+    // "dev": bwrap's own --dev /dev, above.
   }
   return args;
 }
@@ -112,35 +185,70 @@ function quote(text: string): string {
   return `'${text.replaceAll("'", `'\\''`)}'`;
 }
 
+/** The devices a program may expect; never the host's disks, terminals or consoles. */
+const DEVICES = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/**
+ * /dev made anew, for the unshare recipes: the host's /dev is bound aside under the private
+ * /run, its harmless devices bound into an empty tmpfs, a new pty instance mounted, the aside
+ * unmounted.
+ */
+function devLines(): string[] {
+  const aside = "/run/.vallignus-host-dev";
+  return [
+    `mkdir ${aside}`,
+    // Recursive: in a user namespace /dev's submounts are locked to it.
+    `mount -c --rbind /dev ${aside}`,
+    "mount -t tmpfs -o mode=755,size=65536 tmpfs /dev",
+    ...DEVICES.flatMap((name) => [
+      `touch /dev/${name}`,
+      `mount -c --bind ${aside}/${name} /dev/${name}`,
+    ]),
+    `umount -l ${aside}`,
+    `rmdir ${aside}`,
+    "mkdir /dev/pts /dev/shm",
+    "mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts",
+    "ln -s pts/ptmx /dev/ptmx",
+    "ln -s /proc/self/fd /dev/fd",
+    ...["stdin", "stdout", "stderr"].map((name, fd) => `ln -s /proc/self/fd/${fd} /dev/${name}`),
+  ];
+}
+
 /**
  * The same layout as a POSIX shell script for the unshare recipes, run by the helper as root of
  * its namespaces. Every existing mount (but /proc) is first made read-only. A bind's source may
- * lie under a folder that a tmpfs then covers: each is opened first (fd 3 onwards) and bound
- * from /proc/self/fd, which still reaches it (`mount -c`: not canonicalized, which would
- * resolve the path again, to the empty tmpfs).
+ * lie under a folder that a tmpfs then covers: each is opened first (fd 3 to 9: dash has no
+ * more) and bound from /proc/self/fd, which still reaches it (`mount -c`: not canonicalized,
+ * which would resolve the path again, to the empty tmpfs). Pins need no descriptor: they lie
+ * in the working folder, bound by then.
  */
 export function mountScript(steps: readonly MountStep[], mountPoints: readonly string[]): string {
   const lines = ["set -e"];
   const binds = steps.filter((s) => s.kind === "bind");
+  if (binds.length > 7) throw new Error(`${binds.length} folders to bind: at most 7 fit`);
   binds.forEach((step, i) => lines.push(`exec ${i + 3}<${quote(step.source)}`));
   for (const point of mountPoints)
     if (!isUnder(point, "/proc")) lines.push(`mount -c -o remount,bind,ro ${quote(point)}`);
   for (const step of steps) {
-    if (step.kind === "tmpfs")
-      lines.push(`mount -t tmpfs -o mode=${step.mode.toString(8)} tmpfs ${quote(step.path)}`);
-    else if (step.kind === "hide")
-      lines.push(
-        `if [ -d ${quote(step.path)} ]; then mount -t tmpfs -o ro,mode=0,size=4k tmpfs ${quote(step.path)}; fi`,
-      );
-    else if (step.kind === "bind") {
-      const fd = binds.indexOf(step) + 3;
+    if (step.kind === "tmpfs") {
+      const options = `mode=${step.mode.toString(8)},size=${step.bytes}`;
+      lines.push(`mount -t tmpfs -o ${options} tmpfs ${quote(step.path)}`);
+    } else if (step.kind === "hide") {
+      const path = quote(step.path);
+      const options = `ro,mode=0,size=${HIDE_BYTES}`;
+      lines.push(`if [ -d ${path} ]; then mount -t tmpfs -o ${options} tmpfs ${path}; fi`);
+    } else if (step.kind === "bind") {
       const target = quote(step.target);
-      lines.push(`mkdir -p ${target}`, `mount -c --bind /proc/self/fd/${fd} ${target}`);
+      lines.push(`mkdir -p ${target}`);
+      lines.push(`mount -c --bind /proc/self/fd/${binds.indexOf(step) + 3} ${target}`);
       lines.push(`mount -c -o remount,bind,${step.writable ? "rw" : "ro"} ${target}`);
-    } else
-      lines.push(
-        `if [ -e ${quote(step.path)} ]; then mount -c --bind /dev/null ${quote(step.path)}; fi`,
-      );
+    } else if (step.kind === "pin") {
+      lines.push(`mount -c --bind ${quote(step.path)} ${quote(step.path)}`);
+    } else if (step.kind === "dev") lines.push(...devLines());
+    else {
+      const path = quote(step.path);
+      lines.push(`if [ -e ${path} ]; then mount -c --bind /dev/null ${path}; fi`);
+    }
   }
   binds.forEach((_, i) => lines.push(`exec ${i + 3}<&-`));
   return `${lines.join("\n")}\n`;

@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, lstatSync, readFileSync, realpathSync } from "node:fs";
-import { homedir } from "node:os";
+import { homedir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -40,10 +40,25 @@ function readSysctl(path: string): string | undefined {
   }
 }
 
-function onPath(tool: string): boolean {
-  return (process.env["PATH"] ?? "")
+/**
+ * Where the isolation tools are looked up: the system's own folders, never the caller's PATH,
+ * which may hold a folder an agent wrote (a `bwrap` of its own would run unisolated, and under
+ * the root recipe the helper runs `mount` and `ip` as root). VALLIGNUS_TOOL_PATH overrides it,
+ * for tests; whoever sets vallignus's environment could as well set its NODE_OPTIONS.
+ */
+const SYSTEM_TOOL_DIRS = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export function toolPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env["VALLIGNUS_TOOL_PATH"] ?? SYSTEM_TOOL_DIRS;
+}
+
+/** The tool's absolute path in the tool folders, or undefined. */
+function findTool(tool: string, env: NodeJS.ProcessEnv): string | undefined {
+  return toolPath(env)
     .split(":")
-    .some((dir) => dir !== "" && existsSync(`${dir}/${tool}`));
+    .filter((dir) => dir.startsWith("/"))
+    .map((dir) => `${dir}/${tool}`)
+    .find((path) => existsSync(path));
 }
 
 /**
@@ -64,12 +79,21 @@ const BWRAP_CHECK = [
   "--",
 ];
 
-function probe(launcher: readonly string[], check = UNSHARE_CHECK): string | undefined {
+function probe(
+  launcher: readonly string[],
+  env: NodeJS.ProcessEnv,
+  check = UNSHARE_CHECK,
+): string | undefined {
   const [program, ...args] = launcher;
-  const r = spawnSync(program ?? "unshare", [...args, "sh", "-c", check], {
-    encoding: "utf8",
-    timeout: 5000,
-  });
+  const r = spawnSync(
+    program ?? "unshare",
+    [...args, findTool("sh", env) ?? "/bin/sh", "-c", check],
+    {
+      encoding: "utf8",
+      timeout: 5000,
+      env: { PATH: toolPath(env) },
+    },
+  );
   return r.status === 0
     ? undefined
     : (r.stderr || r.error?.message || `exit ${String(r.status)}`).trim();
@@ -93,75 +117,101 @@ function diagnose(detail: string): string {
 }
 
 /**
- * bubblewrap: it brings `lo` up itself, drops every capability and lays out the filesystem from
- * its arguments (the run's mounts are added per run, see launchArgv). Its pid namespace dies
- * with it (--die-with-parent), and with it every process inside.
+ * The uid a root caller's command runs as. Root, even without capabilities, owns the host: it
+ * may write /proc/sys (kernel.core_pattern runs a program as root in the host's namespaces),
+ * make setuid-root files in the working folder, write /dev/kmsg. So the command never runs as
+ * host uid 0: it runs as nobody, with no capabilities.
  */
-const BWRAP_PLAN: IsolationPlan = {
-  method: "bwrap",
-  launcher: [
-    "bwrap",
-    "--unshare-user",
-    "--unshare-net",
-    "--unshare-pid",
-    "--die-with-parent",
-    "--cap-drop",
-    "ALL",
-  ],
-  dropPrefix: [],
-  setupInside: false,
-};
+export const ROOT_COMMAND_UID = 65534;
+
+/** The helper's last step for a root caller: become nobody, keep no capability, gain none. */
+function dropRoot(setpriv: string): string[] {
+  return [
+    setpriv,
+    `--reuid=${ROOT_COMMAND_UID}`,
+    `--regid=${ROOT_COMMAND_UID}`,
+    "--clear-groups",
+    "--bounding-set=-all",
+    "--inh-caps=-all",
+    "--ambient-caps=-all",
+    "--no-new-privs",
+    "--",
+  ];
+}
+
+/** Namespaces beyond network, mount and pid: System V IPC, hostname, cgroup. */
+const BWRAP_EXTRA = ["--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"];
+const UNSHARE_NAMESPACES = [
+  "--net",
+  "--mount",
+  "--pid",
+  "--ipc",
+  "--uts",
+  "--cgroup",
+  "--fork",
+  "--mount-proc",
+  "--kill-child",
+  "--",
+];
+
+/**
+ * bubblewrap: it brings `lo` up itself and lays out the filesystem from its arguments (the
+ * run's mounts are added per run, see launcherArgv). Its pid namespace dies with it
+ * (--die-with-parent), and with it every process inside. An unprivileged caller's command keeps
+ * its uid in a user namespace, without capabilities; a root caller's runs bwrap without a user
+ * namespace, keeping for the helper only what it needs to become nobody.
+ */
+function bwrapPlan(
+  bwrap: string,
+  setpriv: string | undefined,
+  uid: number,
+): IsolationPlan | undefined {
+  const common = [bwrap, "--unshare-net", "--unshare-pid", ...BWRAP_EXTRA, "--die-with-parent"];
+  if (uid !== 0)
+    return {
+      method: "bwrap",
+      launcher: [...common, "--unshare-user", "--cap-drop", "ALL"],
+      dropPrefix: [],
+      setupInside: false,
+    };
+  if (setpriv === undefined) return undefined;
+  const keep = ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"].flatMap((cap) => ["--cap-add", cap]);
+  return {
+    method: "bwrap",
+    launcher: [...common, "--cap-drop", "ALL", ...keep],
+    dropPrefix: dropRoot(setpriv),
+    setupInside: false,
+  };
+}
 
 /**
  * util-linux unshare. The helper is pid 1 of a new pid namespace (--pid --kill-child): when
- * unshare dies it is killed, and every process in the namespace with it.
+ * unshare dies it is killed, and every process in the namespace with it. An unprivileged
+ * caller's command gets its own uid back in a nested user namespace that owns none of the
+ * namespaces around it: it cannot bring `lo` down, unmount the masks, or setns out. A root
+ * caller's runs without a user namespace, and its command as nobody without capabilities.
  */
-function unsharePlans(uid: number, gid: number): IsolationPlan[] {
-  // The command gets its own uid back, in a nested user namespace that owns none of the
-  // namespaces around it: it cannot bring `lo` down, unmount the masks, or setns out.
-  const userns: IsolationPlan = {
-    method: "unshare-userns",
-    launcher: [
-      "unshare",
-      "--user",
-      "--map-root-user",
-      "--net",
-      "--mount",
-      "--pid",
-      "--fork",
-      "--mount-proc",
-      "--kill-child",
-      "--",
-    ],
-    dropPrefix: ["unshare", "--user", `--map-user=${uid}`, `--map-group=${gid}`, "--"],
-    setupInside: true,
-  };
-  if (uid !== 0) return [userns];
-  // Root without a working user namespace (no CAP_SETFCAP): new net, mount and pid namespaces,
-  // and the command runs with every capability dropped, so it cannot nsenter back out.
-  const root: IsolationPlan = {
+function unsharePlan(
+  tools: Readonly<Record<string, string>>,
+  uid: number,
+  gid: number,
+): IsolationPlan | undefined {
+  const unshare = tools["unshare"] ?? "unshare";
+  if (uid !== 0)
+    return {
+      method: "unshare-userns",
+      launcher: [unshare, "--user", "--map-root-user", ...UNSHARE_NAMESPACES],
+      dropPrefix: [unshare, "--user", `--map-user=${uid}`, `--map-group=${gid}`, "--"],
+      setupInside: true,
+    };
+  const setpriv = tools["setpriv"];
+  if (setpriv === undefined) return undefined;
+  return {
     method: "unshare-root",
-    launcher: [
-      "unshare",
-      "--net",
-      "--mount",
-      "--pid",
-      "--fork",
-      "--mount-proc",
-      "--kill-child",
-      "--",
-    ],
-    dropPrefix: [
-      "setpriv",
-      "--bounding-set=-all",
-      "--inh-caps=-all",
-      "--ambient-caps=-all",
-      "--no-new-privs",
-      "--",
-    ],
+    launcher: [unshare, ...UNSHARE_NAMESPACES],
+    dropPrefix: dropRoot(setpriv),
     setupInside: true,
   };
-  return [userns, root];
 }
 
 /**
@@ -175,33 +225,43 @@ export function planIsolation(env: NodeJS.ProcessEnv = process.env): IsolationPl
       `--isolate is supported on Linux only (this is ${process.platform}); nothing was started`,
     );
   }
-  // For tests and troubleshooting: pick one of the (equally strict) recipes.
+  // For tests and troubleshooting: pick one of the (equally strict) recipes: bwrap or unshare.
   const forced = env["VALLIGNUS_ISOLATE_METHOD"];
+  const uid = process.getuid?.() ?? 0;
   const problems: string[] = [];
+  const tools = Object.fromEntries(
+    ["bwrap", "unshare", "setpriv", "ip", "mount", "sh"].flatMap((tool) => {
+      const path = findTool(tool, env);
+      return path === undefined ? [] : [[tool, path]];
+    }),
+  ) as Record<string, string>;
 
-  if ((forced === undefined || forced === "bwrap") && onPath("bwrap")) {
-    const problem = probe([...BWRAP_PLAN.launcher, ...BWRAP_CHECK], "true");
-    if (problem === undefined) return BWRAP_PLAN;
-    problems.push(`bwrap: ${problem}`);
+  const bwrap = tools["bwrap"];
+  if ((forced === undefined || forced === "bwrap") && bwrap !== undefined) {
+    const plan = bwrapPlan(bwrap, tools["setpriv"], uid);
+    const problem =
+      plan === undefined
+        ? "setpriv (util-linux) is missing"
+        : probe([...plan.launcher, ...BWRAP_CHECK], env, "true");
+    if (plan !== undefined && problem === undefined) return plan;
+    problems.push(`bwrap: ${problem ?? ""}`);
   } else if (forced === "bwrap") {
     problems.push("bwrap is not installed");
   }
 
   if (forced === undefined || forced === "unshare") {
-    const missing = ["unshare", "ip", "mount"].filter((tool) => !onPath(tool));
+    const needed = ["unshare", "ip", "mount", "sh", ...(uid === 0 ? ["setpriv"] : [])];
+    const missing = needed.filter((tool) => tools[tool] === undefined);
     if (missing.length > 0) {
       throw new VallignusError(
         "ERR_ISOLATE_UNAVAILABLE",
         `--isolate needs bubblewrap, or ${missing.join(", ")} (Debian: apt-get install bubblewrap, or util-linux iproute2 mount); nothing was started`,
       );
     }
-    for (const plan of unsharePlans(process.getuid?.() ?? 0, process.getgid?.() ?? 0)) {
-      if (plan.method === "unshare-root" && !onPath("setpriv")) continue;
-      const problem = probe(plan.launcher);
-      if (problem === undefined) return plan;
-      // The root recipe only runs when the user namespace failed: that failure is the cause.
-      if (plan.method === "unshare-userns") problems.push(problem);
-    }
+    const plan = unsharePlan(tools, uid, process.getgid?.() ?? 0);
+    const problem = plan === undefined ? "setpriv is missing" : probe(plan.launcher, env);
+    if (plan !== undefined && problem === undefined) return plan;
+    problems.push(problem ?? "");
   }
   throw new VallignusError(
     "ERR_ISOLATE_UNAVAILABLE",
@@ -244,14 +304,18 @@ export interface RunPaths {
 }
 
 function layoutInput(paths: RunPaths, env: NodeJS.ProcessEnv): LayoutInput {
-  const hide = [paths.home, join(homedir(), ".vallignus"), paths.runsBase].map(realpathOr);
+  const given = [paths.home, join(homedir(), ".vallignus"), paths.runsBase];
   return {
     cwd: realpathOr(process.cwd()),
     runDir: paths.runDir,
-    // The helper and the preload (dist/), and node itself, wherever they are installed.
-    keep: [dirname(dirname(HELPER_PATH)), dirname(process.execPath)].map(realpathOr),
-    hide: [...new Set(hide)],
+    // Vallignus itself (dist/ and the node_modules its CLI loads) and node's own folder,
+    // wherever they are installed: read-only, so that no agent changes what runs next time.
+    keep: [dirname(dirname(dirname(HELPER_PATH))), dirname(process.execPath)].map(realpathOr),
+    hide: [...new Set(given.map(realpathOr))],
+    given,
+    userHome: realpathOr(homedir()),
     maskFiles: isolationMaskFiles(env),
+    memoryBytes: totalmem(),
     isDirectory: isRealDirectory,
     exists: existsSync,
   };

@@ -28,6 +28,8 @@ interface HelperConfig {
   readonly command: readonly string[];
   /** The working folder, looked up again after the mounts. */
   readonly cwd: string;
+  /** The system folders the setup's tools (ip, sh, mount, mkdir) are taken from. */
+  readonly toolPath: string;
 }
 
 // Under unshare this helper holds the namespaces' capabilities (all of them, for root without a
@@ -49,8 +51,13 @@ function firstLine(err: unknown): string {
 }
 
 function setUp(): void {
+  // Not the command's PATH, which may name a folder the agent can write.
+  const tools = { PATH: config.toolPath };
   try {
-    execFileSync("ip", ["link", "set", "lo", "up"], { stdio: ["ignore", "ignore", "pipe"] });
+    execFileSync("ip", ["link", "set", "lo", "up"], {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: tools,
+    });
   } catch (err) {
     fail(`cannot bring up lo (${firstLine(err)})`);
   }
@@ -59,7 +66,7 @@ function setUp(): void {
     mountPointsOf(readFileSync("/proc/self/mountinfo", "utf8")),
   );
   try {
-    execFileSync("sh", ["-c", script], { stdio: ["ignore", "ignore", "pipe"] });
+    execFileSync("sh", ["-c", script], { stdio: ["ignore", "ignore", "pipe"], env: tools });
   } catch (err) {
     fail(`cannot lay out the filesystem (${firstLine(err)})`);
   }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -27,6 +27,20 @@ test("stale run folders go; live, starting and foreign ones stay", () => {
     assert.deepEqual(removeStaleRunFolders(base, now), [dead]);
     assert.deepEqual(removeStaleRunFolders(base, now + 61_000), [abandoned, starting].sort());
     assert.ok(existsSync(mine) && existsSync(other));
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test("a base folder that is not the user's own private folder is refused", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "vallignus-runs-"));
+  try {
+    const base = join(tmp, `vallignus-${process.getuid?.() ?? 0}`);
+    mkdirSync(base);
+    chmodSync(base, 0o777);
+    assert.throws(() => runsBase(tmp), { code: "ERR_RUN_FOLDER" });
+    chmodSync(base, 0o700);
+    assert.equal(runsBase(tmp), base);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

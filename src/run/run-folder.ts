@@ -1,4 +1,5 @@
 import {
+  chmodSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -7,7 +8,6 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { VallignusError } from "../errors.js";
@@ -23,15 +23,14 @@ const OWNER_FILE = "owner.json";
 const UNOWNED_GRACE_MS = 60_000;
 
 /**
- * Where this user's run folders live: `$TMPDIR/vallignus-<uid>`, mode 0700. It is made once and
- * then only checked: a folder of that name that is a symlink, or not ours, or open to others,
- * could be another user's trap (the shared /tmp), so the run refuses rather than use it.
- * Under --isolate the command sees none of it: its /tmp is private, and its own run folder is
- * bound in at a fixed inner path.
+ * Where this user's run folders live: `/tmp/vallignus-<uid>`, mode 0700, whatever TMPDIR says.
+ * One fixed place under /tmp, which every isolated command gets private and empty: no run's
+ * folder (and socket) can be where another isolated run would see it, as one under a TMPDIR
+ * inside that run's working folder would be. The folder is made once and then only checked: one
+ * of that name that is a symlink, or not ours, or open to others, could be another user's trap
+ * (the shared /tmp), so the run refuses rather than use it.
  */
-export function runsBase(temp = tmpdir()): string {
-  // /run is masked inside the namespaces: keep run folders out of it even when TMPDIR is there.
-  const parent = /^\/(var\/)?run(\/|$)/.test(temp) ? "/tmp" : temp;
+export function runsBase(parent = "/tmp"): string {
   const uid = process.getuid?.() ?? 0;
   const base = join(parent, `vallignus-${uid}`);
   try {
@@ -47,7 +46,7 @@ export function runsBase(temp = tmpdir()): string {
   if (!stat.isDirectory() || stat.uid !== uid || (stat.mode & 0o077) !== 0)
     throw new VallignusError(
       "ERR_RUN_FOLDER",
-      `run: ${base} is not a folder of yours with mode 0700; remove it, or set TMPDIR to a private folder`,
+      `run: ${base} is not a folder of yours with mode 0700; remove it (another user may have made it)`,
     );
   return base;
 }
@@ -90,6 +89,9 @@ export function removeStaleRunFolders(base: string, now = Date.now()): string[] 
 /** A new run folder under `base`, stamped with this process as its owner. */
 export function makeRunFolder(base: string): string {
   const dir = mkdtempSync(join(base, "run-"));
+  // Readable inside the namespaces, where a root caller's command runs as nobody and reads the
+  // CA bundle; on the host the base (0700) keeps everyone else out.
+  chmodSync(dir, 0o755);
   writeFileSync(join(dir, OWNER_FILE), `${JSON.stringify(OWN_PROCESS)}\n`, {
     mode: 0o644,
     flag: "wx",

@@ -31,6 +31,7 @@ import {
 } from "../proxy/index.js";
 import { buildChildEnv, setAsideForHelper } from "./child-env.js";
 import { CleanupStack } from "./cleanup-stack.js";
+import { closeInheritedDescriptors } from "./inherited-descriptors.js";
 import { INNER_RUN_DIR } from "./isolation-layout.js";
 import {
   checkIsolatedWorkingFolder,
@@ -39,6 +40,7 @@ import {
   isolationMounts,
   launcherArgv,
   planIsolation,
+  toolPath,
   type IsolationPlan,
 } from "./isolation.js";
 import { setLongTimeout } from "./long-timer.js";
@@ -367,6 +369,7 @@ function commandLine(
     setupInside: isolation.setupInside,
     command: options.command,
     cwd: process.cwd(),
+    toolPath: toolPath(),
   };
   return {
     argv: [
@@ -491,6 +494,7 @@ async function superviseCommand(
   // A store that failed while starting has stopped the run already: the command never starts.
   if (run.stop.reason !== undefined) return 4;
   const command = { ...commandLine(plan, proxy.port, runDir, proxySocket), runDir };
+  if (plan.isolation !== undefined) closeInheritedDescriptors();
   const child = spawnCommand(run, command, running);
   const status = await exitOf(child, plan.options.command[0] ?? "");
   await running.unwind();
