@@ -268,7 +268,7 @@ async function main(): Promise<void> {
       `bench.test:${httpPort},bench.test:${httpsPort}`,
     );
     const token = home.ok("auth", "issue-token", "--agent-id", "a", "--policy-id", "p").trim();
-    // vallignus run keeps a temporary folder of its own; inside ours, it goes when we clean up.
+    // The commands' temporary files go inside ours (vallignus keeps its run folders in /tmp).
     const tmp = join(home.root, "tmp");
     mkdirSync(tmp);
     const setup: Setup = {
