@@ -126,6 +126,14 @@ test("bwrap gets the layout as arguments, in order, over a read-only root", () =
   assert.ok(at("--remount-ro", "/home/ann/.vallignus") > 0);
 });
 
+test("bwrap makes the folders above a bind in a private tmpfs passable (0755)", () => {
+  const args = bwrapMountArgs(isolationLayout(input({ cwd: "/tmp/ci/main/work" })));
+  const made = args.flatMap((a, i) =>
+    a === "--dir" ? [`${args[i - 1] ?? ""} ${args[i + 1] ?? ""}`] : [],
+  );
+  assert.deepEqual(made, ["0755 /tmp/ci", "0755 /tmp/ci/main"]);
+});
+
 test("the unshare script opens every bind source before any tmpfs covers it", () => {
   const script = mountScript(isolationLayout(input({ cwd: "/tmp/it's" })), ["/", "/proc", "/sys"]);
   const lines = script.split("\n");

@@ -162,19 +162,37 @@ export function isolationLayout(input: LayoutInput): MountStep[] {
   return steps;
 }
 
+/**
+ * The folders bwrap must make in a private tmpfs before binding `target` there: made with
+ * mode 0755 (bwrap's own default is 0700, which a root caller's command, running as nobody,
+ * could not pass through).
+ */
+function parentsToMake(target: string, tmpfs: readonly string[]): string[] {
+  const base = tmpfs.find((dir) => target !== dir && isUnder(target, dir));
+  if (base === undefined) return [];
+  const parts = relative(base, target).split("/").slice(0, -1);
+  return parts.map((_, i) => join(base, ...parts.slice(0, i + 1)));
+}
+
 /** bubblewrap's arguments for the layout (it resolves every source on the host). */
 export function bwrapMountArgs(steps: readonly MountStep[]): string[] {
   const args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"];
+  const tmpfs: string[] = [];
+  const makeParents = (target: string) => {
+    for (const dir of parentsToMake(target, tmpfs)) args.push("--perms", "0755", "--dir", dir);
+  };
   for (const step of steps) {
     if (step.kind === "tmpfs") {
       const mode = step.mode.toString(8).padStart(4, "0");
       args.push("--perms", mode, "--size", String(step.bytes), "--tmpfs", step.path);
+      tmpfs.push(step.path);
     } else if (step.kind === "hide") {
       args.push("--perms", "0000", "--size", String(HIDE_BYTES), "--tmpfs", step.path);
       args.push("--remount-ro", step.path);
-    } else if (step.kind === "bind")
+    } else if (step.kind === "bind") {
+      makeParents(step.target);
       args.push(step.writable ? "--bind" : "--ro-bind", step.source, step.target);
-    else if (step.kind === "pin") args.push("--bind", step.path, step.path);
+    } else if (step.kind === "pin") args.push("--bind", step.path, step.path);
     else if (step.kind === "null") args.push("--ro-bind", "/dev/null", step.path);
     // "dev": bwrap's own --dev /dev, above.
   }
