@@ -10,12 +10,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import {
-  AGENT_TUNNEL_JS,
-  meteredHarness,
-  type AuditLine,
-  type MeteredHarness,
-} from "./helpers/metered-harness.js";
+import { AGENT_TUNNEL_JS, meteredHarness, type MeteredHarness } from "./helpers/metered-harness.js";
 
 const OPENAI = "api.openai.com";
 const ANTHROPIC = "api.anthropic.com";
@@ -287,8 +282,11 @@ function randomCases(count: number): Case[] {
   }));
 }
 
+/** One JSON line: what the agent printed, or an audit record. */
+type Line = Record<string, unknown>;
+
 /** What the agent saw: the deny reason of a contract 403, "forwarded" for a 200, else what. */
-function outcome(got: AuditLine): string {
+function outcome(got: Line): string {
   if (
     got["status"] === 403 &&
     got["decisionHeader"] === "deny" &&
@@ -300,7 +298,7 @@ function outcome(got: AuditLine): string {
   return got["status"] === 200 ? "forwarded" : `unanswered ${JSON.stringify(got)}`;
 }
 
-function auditLines(policyId: string): AuditLine[] {
+function auditLines(policyId: string): Line[] {
   return h.auditLines().filter((r) => r["policy_id"] === policyId);
 }
 
@@ -335,7 +333,7 @@ test("adversarial bodies on the metered path: each answered and audited, the pro
   const results = run.stdout
     .split("\n")
     .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as AuditLine);
+    .map((l) => JSON.parse(l) as Line);
   assert.equal(results.length, cases.length + 1, run.stdout);
 
   const records = auditLines("fuzz").filter(

@@ -13,7 +13,6 @@ import {
   AGENT_TUNNEL_JS,
   FAKE_HOSTS,
   meteredHarness,
-  type AuditLine,
   type MeteredHarness,
   type RunSpec,
 } from "./helpers/metered-harness.js";
@@ -155,20 +154,23 @@ try {
 `;
 }
 
+/** One JSON line: what the agent printed, or an audit record. */
+type Line = Record<string, unknown>;
+
 interface RunResult {
   readonly status: number | null;
   readonly signal: NodeJS.Signals | null;
   readonly stdout: string;
   readonly stderr: string;
   /** The agent's JSON lines. */
-  readonly lines: AuditLine[];
+  readonly lines: Line[];
 }
 
 interface Launched {
   /** The `vallignus` CLI process itself. */
   readonly pid: number;
   /** Resolves with the first line the predicate accepts; rejects after `ms`. */
-  waitForLine(predicate: (line: AuditLine) => boolean, ms?: number): Promise<AuditLine>;
+  waitForLine(predicate: (line: Line) => boolean, ms?: number): Promise<Line>;
   /** The CLI process has exited (its stdout may still be held open by the agent). */
   readonly exited: Promise<{ status: number | null; signal: NodeJS.Signals | null }>;
   /** Every holder of stdout and stderr is gone. */
@@ -180,11 +182,11 @@ interface LaunchOptions extends RunSpec {
   readonly token: string;
 }
 
-function parseLines(text: string): AuditLine[] {
+function parseLines(text: string): Line[] {
   return text
     .split("\n")
     .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as AuditLine);
+    .map((l) => JSON.parse(l) as Line);
 }
 
 /** `vallignus run [flags] -- <command>`, with a hard timeout. */
@@ -196,8 +198,7 @@ function launch(command: readonly string[], options: LaunchOptions): Launched {
   if (pid === undefined) throw new Error("vallignus run did not start");
   let stdout = "";
   let stderr = "";
-  const watchers: { predicate: (line: AuditLine) => boolean; done: (line: AuditLine) => void }[] =
-    [];
+  const watchers: { predicate: (line: Line) => boolean; done: (line: Line) => void }[] = [];
   let pending = "";
   child.stdout.setEncoding("utf8").on("data", (d: string) => {
     stdout += d;
@@ -237,7 +238,7 @@ function launch(command: readonly string[], options: LaunchOptions): Launched {
     waitForLine: (predicate, ms = 10_000) => {
       const seen = parseLines(stdout).find(predicate);
       if (seen !== undefined) return Promise.resolve(seen);
-      return new Promise<AuditLine>((resolve, reject) => {
+      return new Promise<Line>((resolve, reject) => {
         const timeout = setTimeout(() => {
           reject(new Error(`no such line within ${ms} ms; stdout: ${stdout} stderr: ${stderr}`));
         }, ms);
@@ -263,11 +264,11 @@ function tokenFor(policyId: string, spendUsd: string, prices: readonly string[])
 }
 
 /** The audit lines of one policy's runs. */
-function audit(policyId: string): AuditLine[] {
+function audit(policyId: string): Line[] {
   return h.auditLines().filter((r) => r["policy_id"] === policyId);
 }
 
-function meteredCalls(policyId: string): AuditLine[] {
+function meteredCalls(policyId: string): Line[] {
   return audit(policyId).filter((r) => r["provider"] !== undefined);
 }
 
@@ -420,7 +421,7 @@ test("two runs with one token share one budget: exactly N calls fit across them"
   const second = await runAgent("seq", "3", { token, flags: ["--on-budget", "deny"] });
   assert.equal(second.status, 0, second.stderr);
   assert.deepEqual(
-    second.lines.map((l) => l["ok"] ?? (l["error"] as AuditLine)["code"]),
+    second.lines.map((l) => l["ok"] ?? (l["error"] as Line)["code"]),
     [true, true, "budget_exceeded"],
   );
   assert.equal(h.fake.received.length - seen, n);
@@ -465,7 +466,7 @@ test("two runs at once with one token: together they reserve no more than the bu
   }
   const outcomes = results.flatMap((r) => {
     assert.equal(r.status, 0, r.stderr);
-    return (r.lines[0]?.["results"] as AuditLine[] | undefined) ?? [];
+    return (r.lines[0]?.["results"] as Line[] | undefined) ?? [];
   });
   assert.equal(outcomes.length, 2 * perRun);
   assert.equal(outcomes.filter((o) => o["ok"] === true).length, k);
@@ -508,11 +509,11 @@ test("50 concurrent calls on a budget for K: K reach the provider, 50 - K are de
     open();
   }
   assert.equal(result.status, 0, result.stderr);
-  const outcomes = (result.lines[0]?.["results"] as AuditLine[] | undefined) ?? [];
+  const outcomes = (result.lines[0]?.["results"] as Line[] | undefined) ?? [];
   assert.equal(outcomes.length, total);
   const allowed = outcomes.filter((o) => o["ok"] === true).length;
   const refused = outcomes.filter((o) => {
-    const error = o["error"] as AuditLine | undefined;
+    const error = o["error"] as Line | undefined;
     return error?.["status"] === 403 && error["code"] === "budget_exceeded";
   }).length;
   assert.equal(allowed, k);
@@ -558,7 +559,7 @@ test("a Host inside the tunnel other than the CONNECT host is refused (domain fr
   assert.equal(out["connectStatus"], 200, JSON.stringify(out));
   assert.equal(out["status"], 403);
   assert.equal(out["decision"], "deny");
-  const body = out["body"] as AuditLine;
+  const body = out["body"] as Line;
   assert.equal(body["deny_reason"], "malformed_request");
   assert.equal(body["policy_id"], "e-front");
   const denied = audit("e-front").filter((l) => l["provider"] !== undefined);
@@ -576,7 +577,7 @@ test("an untrusted upstream certificate denies the call, never downgrades, and c
   const seen = h.fake.received.length;
   const r = await runAgent("openai-json", "", { token, trustUpstream: false });
   assert.equal(r.status, 0, r.stderr);
-  const error = (r.lines[0] ?? {})["error"] as AuditLine | undefined;
+  const error = (r.lines[0] ?? {})["error"] as Line | undefined;
   assert.ok(error !== undefined, r.stdout);
   // A failure to verify the upstream denies (403, which SDKs do not retry); nothing is sent.
   assert.equal(error["status"], 403);
@@ -613,7 +614,7 @@ test("plain http:// to a metered host is denied: it could not be metered", async
   assert.equal(r.status, 0, r.stderr);
   const cut = r.stdout.lastIndexOf("\n");
   assert.equal(r.stdout.slice(cut + 1), "403");
-  const body = JSON.parse(r.stdout.slice(0, cut)) as AuditLine;
+  const body = JSON.parse(r.stdout.slice(0, cut)) as Line;
   assert.equal(body["decision"], "deny");
   assert.equal(body["deny_reason"], "malformed_request");
   const line = audit("e-plain").find((l) => l["scheme"] === "http");
@@ -631,7 +632,7 @@ test("deny bodies in the provider's shape: Anthropic SDK and Gemini over budget"
     flags: ["--on-budget", "deny"],
   });
   assert.equal(a.status, 0, a.stderr);
-  const error = (a.lines[0] ?? {})["error"] as AuditLine;
+  const error = (a.lines[0] ?? {})["error"] as Line;
   assert.equal(error["status"], 403);
   assert.equal(error["name"], "PermissionDeniedError");
   assert.match(String(error["message"]), /budget/);
@@ -641,8 +642,8 @@ test("deny bodies in the provider's shape: Anthropic SDK and Gemini over budget"
   const g = await runAgent("gemini", "", { token: geminiToken, flags: ["--on-budget", "deny"] });
   assert.equal(g.status, 0, g.stderr);
   const out = g.lines[0] ?? {};
-  const small = out["small"] as { status: number; body: AuditLine };
-  const huge = out["huge"] as { status: number; body: AuditLine };
+  const small = out["small"] as { status: number; body: Line };
+  const huge = out["huge"] as { status: number; body: Line };
   // The affordable call went through and was metered from usageMetadata.
   assert.equal(small.status, 200, JSON.stringify(out));
   assert.equal(h.fake.received.length, seen + 1);
@@ -657,7 +658,7 @@ test("deny bodies in the provider's shape: Anthropic SDK and Gemini over budget"
   // The one over budget never reached the fake, and its 403 speaks Gemini.
   assert.equal(huge.status, 403);
   const body = huge.body;
-  const geminiError = body["error"] as AuditLine;
+  const geminiError = body["error"] as Line;
   assert.equal(geminiError["code"], 403);
   assert.equal(geminiError["status"], "PERMISSION_DENIED");
   assert.match(String(geminiError["message"]), /budget/);
