@@ -6,12 +6,11 @@
  * ordinary call must still go through the same run.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { makeTempHome, type TempHome } from "./helpers/cli.js";
-import { startFakeProviders, type FakeProviders } from "./helpers/fake-providers.js";
+import { AGENT_TUNNEL_JS, meteredHarness, type MeteredHarness } from "./helpers/metered-harness.js";
 
 const OPENAI = "api.openai.com";
 const ANTHROPIC = "api.anthropic.com";
@@ -24,10 +23,7 @@ const DENY_REASONS = new Set([
   "budget_exceeded",
 ]);
 
-let fake: FakeProviders;
-let t: TempHome;
-let caFile: string;
-let agentFile: string;
+let h: MeteredHarness;
 
 /**
  * The agent: one fresh CONNECT tunnel and TLS session per case (so a case that breaks its
@@ -46,25 +42,16 @@ const [dir, port] = process.argv.slice(2);
 const cases = JSON.parse(readFileSync(join(dir, "cases.json"), "utf8"));
 const say = (o) => process.stdout.write(JSON.stringify(o) + "\\n");
 
-function connect(host) {
-  const proxy = new URL(process.env.HTTPS_PROXY);
+${AGENT_TUNNEL_JS}
+
+/** A TLS session with the provider, inside a tunnel of its own. */
+async function connect(host) {
+  const { socket, status } = await tunnel(host, port);
+  if (status !== 200) { socket.destroy(); throw new Error("CONNECT " + status); }
+  const secure = tls.connect({ socket, servername: host, ALPNProtocols: ["http/1.1"] });
   return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(proxy.port), proxy.hostname);
-    let buf = Buffer.alloc(0);
-    const onData = (d) => {
-      buf = Buffer.concat([buf, d]);
-      const end = buf.indexOf("\\r\\n\\r\\n");
-      if (end === -1) return;
-      socket.off("data", onData);
-      const status = Number(buf.subarray(0, end).toString().split(" ")[1]);
-      if (status !== 200) { socket.destroy(); reject(new Error("CONNECT " + status)); return; }
-      const secure = tls.connect({ socket, servername: host, ALPNProtocols: ["http/1.1"] });
-      secure.once("secureConnect", () => resolve(secure));
-      secure.once("error", reject);
-    };
-    socket.on("data", onData);
-    socket.once("error", reject);
-    socket.write("CONNECT " + host + ":" + port + " HTTP/1.1\\r\\nHost: " + host + ":" + port + "\\r\\n\\r\\n");
+    secure.once("secureConnect", () => resolve(secure));
+    secure.once("error", reject);
   });
 }
 
@@ -295,6 +282,7 @@ function randomCases(count: number): Case[] {
   }));
 }
 
+/** One JSON line: what the agent printed, or an audit record. */
 type Line = Record<string, unknown>;
 
 /** What the agent saw: the deny reason of a contract 403, "forwarded" for a 200, else what. */
@@ -311,32 +299,18 @@ function outcome(got: Line): string {
 }
 
 function auditLines(policyId: string): Line[] {
-  return readFileSync(join(t.home, "audit", "audit.jsonl"), "utf8")
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l) as Line)
-    .filter((r) => r["policy_id"] === policyId);
+  return h.auditLines().filter((r) => r["policy_id"] === policyId);
 }
 
 before(async () => {
-  fake = await startFakeProviders();
-  t = makeTempHome("vallignus-fuzz-");
-  caFile = join(t.root, "fake-ca.pem");
-  writeFileSync(caFile, fake.caPem);
-  agentFile = join(t.root, "agent.mjs");
-  writeFileSync(agentFile, agentSource());
-  t.ok("auth", "init");
-  t.ok("auth", "create-agent", "--agent-id", "bot", "--owner", "you@example.com");
+  h = await meteredHarness("vallignus-fuzz-", agentSource(), [OPENAI, ANTHROPIC]);
 });
 
-after(async () => {
-  await fake.close();
-  t.cleanup();
-});
+after(() => h.close());
 
 test("adversarial bodies on the metered path: each answered and audited, the proxy serves on", async (ctx) => {
   const cases = [...fixedCases(), ...randomCases(80)];
-  const dir = join(t.root, "cases");
+  const dir = join(h.root, "cases");
   mkdirSync(dir);
   cases.forEach((c, i) => writeFileSync(join(dir, `${i}.bin`), c.body));
   const index = cases.map((c, i) => ({
@@ -346,39 +320,15 @@ test("adversarial bodies on the metered path: each answered and audited, the pro
     file: `${i}.bin`,
   }));
   writeFileSync(join(dir, "cases.json"), JSON.stringify(index));
-  t.ok(
-    "auth",
-    "create-policy",
-    "--policy-id",
-    "fuzz",
-    "--max-spend-usd",
-    "50",
-    "--allowed-domains",
-    [OPENAI, ANTHROPIC].map((h) => `${h}:${fake.port}`).join(","),
-    "--price",
-    "fake-gpt=1/2",
-    "--price",
-    "fake-claude=1/2",
-  );
-  const token = t.ok("auth", "issue-token", "--agent-id", "bot", "--policy-id", "fuzz").trim();
-  const seen = fake.received.length;
+  const token = h.tokenFor("fuzz", { spendUsd: "50", prices: ["fake-gpt=1/2", "fake-claude=1/2"] });
+  const seen = h.fake.received.length;
 
-  const run = await t.runAsync([
-    "run",
-    "--upstream-ca",
-    caFile,
-    ...[OPENAI, ANTHROPIC].flatMap((h) => ["--resolve", `${h}:${fake.port}:127.0.0.1`]),
-    "--token",
-    token,
-    // A huge max_tokens is a legitimate budget_exceeded here: the run goes on to the next case.
-    "--on-budget",
-    "deny",
-    "--",
-    process.execPath,
-    agentFile,
-    dir,
-    String(fake.port),
-  ]);
+  const run = await h.runAsync(
+    h.runArgs([process.execPath, h.agentFile, dir, String(h.fake.port)], {
+      // A huge max_tokens is a legitimate budget_exceeded here: the run goes on to the next case.
+      flags: ["--token", token, "--on-budget", "deny"],
+    }),
+  );
   assert.equal(run.status, 0, `vallignus run exited ${String(run.status)}: ${run.stderr}`);
   const results = run.stdout
     .split("\n")
@@ -414,12 +364,12 @@ test("adversarial bodies on the metered path: each answered and audited, the pro
   assert.ok(mutations.has("forwarded") && mutations.has("malformed_request"));
   // Only what was forwarded reached the provider, and the last call (the SDK's) got through.
   assert.deepEqual(results.at(-1), { name: "sdk after the fuzz", text: "hello from fake openai" });
-  assert.equal(fake.received.length - seen, forwarded + 1);
+  assert.equal(h.fake.received.length - seen, forwarded + 1);
   assert.equal(records.at(-1)?.["decision"], "allow");
   assert.ok(
     auditLines("fuzz").some((r) => r["event"] === "run_end"),
     "the run ended in order",
   );
   // Every line the fuzz made keeps the hash chain whole.
-  t.ok("audit", "verify");
+  h.ok("audit", "verify");
 });

@@ -5,14 +5,12 @@
  * regional and cloud hosts of the metered providers metered or refused, never tunnelled.
  */
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { CLI, makeTempHome, spawnToEnd, type TempHome } from "./helpers/cli.js";
+import { meteredHome, type AuditLine, type MeteredHome } from "./helpers/metered-harness.js";
 import { makeTestCertificates } from "./helpers/origin.js";
 
 const HOSTS = [
@@ -40,9 +38,7 @@ const answers = new Map<string, Record<string, unknown>>();
 const received: Received[] = [];
 let server: Server;
 let port = 0;
-let t: TempHome;
-let caFile: string;
-let agentFile: string;
+let h: MeteredHome;
 
 /** The model of a request: the body's, else the last path segment before `:` (Gemini, Azure). */
 function modelOf(path: string, body: Record<string, unknown>): string {
@@ -98,35 +94,8 @@ interface CallResult {
 
 /** One `vallignus run` of the agent making `calls`, under a policy of its own. */
 async function runCalls(policyId: string, calls: readonly Call[]): Promise<CallResult[]> {
-  t.ok(
-    "auth",
-    "create-policy",
-    "--policy-id",
-    policyId,
-    "--max-spend-usd",
-    "5",
-    "--allowed-domains",
-    HOSTS.map((host) => `${host}:${port}`).join(","),
-  );
-  const token = t.ok("auth", "issue-token", "--agent-id", "bot", "--policy-id", policyId).trim();
-  const resolves = HOSTS.flatMap((host) => ["--resolve", `${host}:${port}:127.0.0.1`]);
-  const r = await spawnToEnd(
-    process.execPath,
-    [
-      CLI,
-      "run",
-      "--on-budget",
-      "deny",
-      "--upstream-ca",
-      caFile,
-      ...resolves,
-      "--",
-      process.execPath,
-      agentFile,
-      JSON.stringify(calls),
-    ],
-    { env: { ...t.env, VALLIGNUS_TOKEN: token } },
-  );
+  const token = h.tokenFor(policyId, { spendUsd: "5" });
+  const r = await h.runAgent(token, [JSON.stringify(calls)], { flags: ["--on-budget", "deny"] });
   assert.equal(r.status, 0, r.stderr);
   return r.stdout
     .trim()
@@ -135,16 +104,14 @@ async function runCalls(policyId: string, calls: readonly Call[]): Promise<CallR
 }
 
 /** The audit lines of one policy's run that decided a request (not lifecycle events). */
-function auditOf(policyId: string): Record<string, unknown>[] {
-  return readFileSync(join(t.home, "audit", "audit.jsonl"), "utf8")
-    .trim()
-    .split("\n")
-    .map((line) => JSON.parse(line) as Record<string, unknown>)
+function auditOf(policyId: string): AuditLine[] {
+  return h
+    .auditLines()
     .filter((line) => line["policy_id"] === policyId && line["method"] !== undefined);
 }
 
 /** The metered line (it names a provider) of each request, in order. */
-function meteredOf(policyId: string): Record<string, unknown>[] {
+function meteredOf(policyId: string): AuditLine[] {
   return auditOf(policyId).filter((line) => line["provider"] !== undefined);
 }
 
@@ -159,19 +126,13 @@ before(async () => {
   });
   await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
   port = (server.address() as AddressInfo).port;
-  t = makeTempHome();
-  caFile = join(t.root, "fake-ca.pem");
-  writeFileSync(caFile, certs.caPem);
-  agentFile = join(t.root, "agent.mjs");
-  writeFileSync(agentFile, AGENT);
-  t.ok("auth", "init");
-  t.ok("auth", "create-agent", "--agent-id", "bot", "--owner", "you@example.com");
+  h = meteredHome("vallignus-coverage-", { caPem: certs.caPem, port, hosts: HOSTS }, AGENT);
 });
 
 after(async () => {
   server.closeAllConnections();
   await new Promise((done) => server.close(done));
-  t.cleanup();
+  h.cleanup();
 });
 
 /** An OpenAI chat completion answer with this usage. */
@@ -470,5 +431,5 @@ test("Vertex AI: Gemini generateContent is metered, other model calls are refuse
 });
 
 test("no API key reaches the audit log", () => {
-  assert.ok(!readFileSync(join(t.home, "audit", "audit.jsonl"), "utf8").includes("sk-coverage"));
+  assert.ok(!h.auditText().includes("sk-coverage"));
 });

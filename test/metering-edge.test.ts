@@ -6,12 +6,16 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { CLI, makeTempHome, type TempHome } from "./helpers/cli.js";
-import { startFakeProviders, type FakeProviders } from "./helpers/fake-providers.js";
+import { CLI } from "./helpers/cli.js";
+import {
+  AGENT_TUNNEL_JS,
+  FAKE_HOSTS,
+  meteredHarness,
+  type MeteredHarness,
+  type RunSpec,
+} from "./helpers/metered-harness.js";
 
 const OPENAI = "api.openai.com";
 const ANTHROPIC = "api.anthropic.com";
@@ -24,10 +28,7 @@ const OUT_TOKENS = 30;
 /** Every run is killed after this, so that no test can hang. */
 const RUN_TIMEOUT_MS = 20_000;
 
-let fake: FakeProviders;
-let t: TempHome;
-let caFile: string;
-let agentFile: string;
+let h: MeteredHarness;
 /** Process groups of agents that may outlive their run, killed in `after`. */
 const agentGroups = new Set<number>();
 
@@ -57,28 +58,7 @@ const openai = new OpenAI({ apiKey: "sk-edge-secret", baseURL: "https://${OPENAI
 const anthropic = new Anthropic({ apiKey: "sk-ant-edge-secret", baseURL: "https://${ANTHROPIC}:" + port, maxRetries: 0, timeout: 15000 });
 const messages = [{ role: "user", content: "hi" }];
 
-/** CONNECT host:port through the proxy; the socket, paused, and the proxy's status code. */
-function tunnel(host) {
-  const proxy = new URL(process.env.VALLIGNUS_PROXY_URL ?? process.env.HTTPS_PROXY);
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(proxy.port), proxy.hostname);
-    let buf = Buffer.alloc(0);
-    const onData = (d) => {
-      buf = Buffer.concat([buf, d]);
-      const end = buf.indexOf("\\r\\n\\r\\n");
-      if (end === -1) return;
-      socket.off("data", onData);
-      socket.pause();
-      const rest = buf.subarray(end + 4);
-      if (rest.length > 0) socket.unshift(rest);
-      resolve({ socket, status: Number(buf.subarray(0, end).toString().split(" ")[1]) });
-    };
-    socket.on("data", onData);
-    socket.once("error", reject);
-    socket.write("CONNECT " + host + ":" + port + " HTTP/1.1\\r\\nHost: " + host + ":" + port + "\\r\\n\\r\\n");
-  });
-}
-
+${AGENT_TUNNEL_JS}
 /** Settles with how a TLS handshake over the socket ended; never waits more than 5 s. */
 function handshake(options) {
   return new Promise((resolve) => {
@@ -143,13 +123,13 @@ try {
     };
     say({ small: call(100), huge: call(5000000) });
   } else if (mode === "sni") {
-    const { socket, status } = await tunnel("${OPENAI}");
+    const { socket, status } = await tunnel("${OPENAI}", port);
     // The client would accept any certificate: only the proxy can make this handshake fail.
     const r = await handshake({ socket, servername: "evil.example", rejectUnauthorized: false, ALPNProtocols: ["http/1.1"] });
     r.socket?.destroy();
     say({ connectStatus: status, tls: r.tls, message: r.message ?? null });
   } else if (mode === "front") {
-    const { socket, status } = await tunnel("${OPENAI}");
+    const { socket, status } = await tunnel("${OPENAI}", port);
     const r = await handshake({ socket, servername: "${OPENAI}", ALPNProtocols: ["http/1.1"] });
     if (r.socket === undefined) throw new Error("handshake: " + r.tls + " " + (r.message ?? ""));
     const body = JSON.stringify({ model: "fake-gpt", max_tokens: 10, messages });
@@ -174,6 +154,7 @@ try {
 `;
 }
 
+/** One JSON line: what the agent printed, or an audit record. */
 type Line = Record<string, unknown>;
 
 interface RunResult {
@@ -197,12 +178,8 @@ interface Launched {
   kill(signal: NodeJS.Signals): void;
 }
 
-interface LaunchOptions {
+interface LaunchOptions extends RunSpec {
   readonly token: string;
-  /** Flags between `run` and `--`. */
-  readonly flags?: readonly string[];
-  /** Leave out `--upstream-ca`, so the fake's certificate is not trusted. */
-  readonly trustFake?: boolean;
 }
 
 function parseLines(text: string): Line[] {
@@ -214,23 +191,9 @@ function parseLines(text: string): Line[] {
 
 /** `vallignus run [flags] -- <command>`, with a hard timeout. */
 function launch(command: readonly string[], options: LaunchOptions): Launched {
-  const resolves = [OPENAI, ANTHROPIC, GEMINI].flatMap((h) => [
-    "--resolve",
-    `${h}:${fake.port}:127.0.0.1`,
-  ]);
-  const child = spawn(
-    process.execPath,
-    [
-      CLI,
-      "run",
-      ...(options.trustFake === false ? [] : ["--upstream-ca", caFile]),
-      ...resolves,
-      ...(options.flags ?? []),
-      "--",
-      ...command,
-    ],
-    { env: { ...t.env, VALLIGNUS_TOKEN: options.token } },
-  );
+  const child = spawn(process.execPath, [CLI, ...h.runArgs(command, options)], {
+    env: { ...h.env, VALLIGNUS_TOKEN: options.token },
+  });
   const pid = child.pid;
   if (pid === undefined) throw new Error("vallignus run did not start");
   let stdout = "";
@@ -292,32 +255,17 @@ function launch(command: readonly string[], options: LaunchOptions): Launched {
 }
 
 function runAgent(mode: string, arg: string, options: LaunchOptions): Promise<RunResult> {
-  return launch([process.execPath, agentFile, mode, String(fake.port), arg], options).closed;
+  return launch([process.execPath, h.agentFile, mode, String(h.fake.port), arg], options).closed;
 }
 
 /** A policy of its own for each test, and a token for it. */
 function tokenFor(policyId: string, spendUsd: string, prices: readonly string[]): string {
-  t.ok(
-    "auth",
-    "create-policy",
-    "--policy-id",
-    policyId,
-    "--max-spend-usd",
-    spendUsd,
-    "--allowed-domains",
-    [OPENAI, ANTHROPIC, GEMINI].map((h) => `${h}:${fake.port}`).join(","),
-    ...prices.flatMap((p) => ["--price", p]),
-  );
-  return t.ok("auth", "issue-token", "--agent-id", "bot", "--policy-id", policyId).trim();
+  return h.tokenFor(policyId, { spendUsd, prices });
 }
 
 /** The audit lines of one policy's runs. */
 function audit(policyId: string): Line[] {
-  return readFileSync(join(t.home, "audit", "audit.jsonl"), "utf8")
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l) as Line)
-    .filter((r) => r["policy_id"] === policyId);
+  return h.auditLines().filter((r) => r["policy_id"] === policyId);
 }
 
 function meteredCalls(policyId: string): Line[] {
@@ -336,7 +284,7 @@ interface SpendRow {
 
 /** `vallignus spend --json`, the row of the one token of this policy. */
 function spendOf(policyId: string): SpendRow {
-  const rows = (JSON.parse(t.ok("spend", "--json")) as SpendRow[]).filter(
+  const rows = (JSON.parse(h.ok("spend", "--json")) as SpendRow[]).filter(
     (r) => r.policy_id === policyId,
   );
   assert.equal(rows.length, 1, `one ledger for ${policyId}`);
@@ -356,22 +304,15 @@ async function until(what: string, check: () => boolean, ms = 10_000): Promise<v
 /** Opens the fake's gate; what the test does until then, the fake answers nothing. */
 function closeGate(): () => void {
   let open = (): void => undefined;
-  fake.behaviour.gate = new Promise<void>((r) => (open = r));
+  h.fake.behaviour.gate = new Promise<void>((r) => (open = r));
   return () => {
     open();
-    fake.behaviour.gate = undefined;
+    h.fake.behaviour.gate = undefined;
   };
 }
 
 before(async () => {
-  fake = await startFakeProviders();
-  t = makeTempHome("vallignus-edge-");
-  caFile = join(t.root, "fake-ca.pem");
-  writeFileSync(caFile, fake.caPem);
-  agentFile = join(t.root, "agent.mjs");
-  writeFileSync(agentFile, agentSource());
-  t.ok("auth", "init");
-  t.ok("auth", "create-agent", "--agent-id", "bot", "--owner", "you@example.com");
+  h = await meteredHarness("vallignus-edge-", agentSource(), FAKE_HOSTS);
 });
 
 after(async () => {
@@ -382,24 +323,23 @@ after(async () => {
       // Already gone.
     }
   }
-  await fake.close();
-  t.cleanup();
+  await h.close();
 });
 
 test("kill -9 of vallignus mid-stream: the call's reservation is charged in full", async () => {
   // Input priced at 0, so the reservation is exactly max_tokens × output price: 1000 × $1/M.
   const reservation = 1000 * NANO_PER_TOKEN_AT_1;
   const token = tokenFor("e-crash", "1", ["fake-gpt=0/1"]);
-  fake.behaviour.holdStreams = true;
-  const run = launch([process.execPath, agentFile, "hold", String(fake.port), ""], { token });
+  h.fake.behaviour.holdStreams = true;
+  const run = launch([process.execPath, h.agentFile, "hold", String(h.fake.port), ""], { token });
   let agentPid: number | undefined;
   try {
     agentPid = (await run.waitForLine((l) => typeof l["pid"] === "number"))["pid"] as number;
-    await fake.waitForHeld(1);
+    await h.fake.waitForHeld(1);
     // The first event went through the proxy: the call is reserved, sent and streaming.
     await run.waitForLine((l) => l["chunk"] === "hello");
   } finally {
-    fake.behaviour.holdStreams = false;
+    h.fake.behaviour.holdStreams = false;
   }
   const live = spendOf("e-crash");
   assert.equal(live.reserved_nano, reservation);
@@ -424,7 +364,7 @@ test("kill -9 of vallignus mid-stream: the call's reservation is charged in full
       return true;
     }
   });
-  await until("the held stream to close", () => fake.held() === 0);
+  await until("the held stream to close", () => h.fake.held() === 0);
 
   // No settle line was ever written for the call: the next reader charges the dead run's
   // reservation, in full.
@@ -460,7 +400,7 @@ test("two runs with one token share one budget: exactly N calls fit across them"
   const n = 5;
   const budgetNano = (n - 1) * cost + reservation;
   const token = tokenFor("e-shared", (budgetNano / 1e9).toFixed(9), ["fake-gpt=1/1"]);
-  const seen = fake.received.length;
+  const seen = h.fake.received.length;
 
   const first = await runAgent("seq", "3", { token });
   assert.equal(first.status, 0, first.stderr);
@@ -469,7 +409,7 @@ test("two runs with one token share one budget: exactly N calls fit across them"
     [true, true, true],
   );
   // The SDK sent exactly the body the reservation was computed from.
-  assert.equal(JSON.stringify(fake.received.at(-1)?.body), body);
+  assert.equal(JSON.stringify(h.fake.received.at(-1)?.body), body);
   assert.equal(
     meteredCalls("e-shared")[0]?.["reserved_usd"],
     (reservation / 1e9).toFixed(9).replace(/0+$/, ""),
@@ -484,7 +424,7 @@ test("two runs with one token share one budget: exactly N calls fit across them"
     second.lines.map((l) => l["ok"] ?? (l["error"] as Line)["code"]),
     [true, true, "budget_exceeded"],
   );
-  assert.equal(fake.received.length - seen, n);
+  assert.equal(h.fake.received.length - seen, n);
   const afterSecond = spendOf("e-shared");
   assert.equal(afterSecond.spent_nano, afterFirst.spent_nano + 2 * cost);
   assert.equal(afterSecond.spent_nano, n * cost);
@@ -502,7 +442,7 @@ test("two runs at once with one token: together they reserve no more than the bu
   const k = 6;
   const perRun = 10;
   const token = tokenFor("e-twin", ((k * reservation) / 1e9).toFixed(9), ["fake-gpt=0/1"]);
-  const seen = fake.received.length;
+  const seen = h.fake.received.length;
   const open = closeGate();
   let results: RunResult[];
   try {
@@ -530,7 +470,7 @@ test("two runs at once with one token: together they reserve no more than the bu
   });
   assert.equal(outcomes.length, 2 * perRun);
   assert.equal(outcomes.filter((o) => o["ok"] === true).length, k);
-  assert.equal(fake.received.length - seen, k);
+  assert.equal(h.fake.received.length - seen, k);
   const final = spendOf("e-twin");
   assert.equal(final.spent_nano, k * OUT_TOKENS * NANO_PER_TOKEN_AT_1);
   assert.equal(final.reserved_nano, 0);
@@ -546,7 +486,7 @@ test("50 concurrent calls on a budget for K: K reach the provider, 50 - K are de
   const total = 50;
   const budgetNano = k * reservation;
   const token = tokenFor("e-burst", (budgetNano / 1e9).toFixed(9), ["fake-gpt=0/1"]);
-  const seen = fake.received.length;
+  const seen = h.fake.received.length;
   // Until every call has been judged, the fake answers none: no settle can free budget early.
   const open = closeGate();
   let result: RunResult;
@@ -558,7 +498,7 @@ test("50 concurrent calls on a budget for K: K reach the provider, 50 - K are de
         meteredCalls("e-burst").filter((l) => l["deny_reason"] === "budget_exceeded").length >=
         total - k,
     );
-    await until("the admitted calls to reach the fake", () => fake.received.length - seen >= k);
+    await until("the admitted calls to reach the fake", () => h.fake.received.length - seen >= k);
     const held = spendOf("e-burst");
     assert.equal(held.reserved_nano, budgetNano);
     assert.equal(held.open_reservations, k);
@@ -578,7 +518,7 @@ test("50 concurrent calls on a budget for K: K reach the provider, 50 - K are de
   }).length;
   assert.equal(allowed, k);
   assert.equal(refused, total - allowed);
-  assert.equal(fake.received.length - seen, k);
+  assert.equal(h.fake.received.length - seen, k);
 
   const lines = meteredCalls("e-burst");
   assert.equal(lines.filter((l) => l["deny_reason"] === "budget_exceeded").length, total - k);
@@ -594,7 +534,7 @@ test("50 concurrent calls on a budget for K: K reach the provider, 50 - K are de
 
 test("a TLS client hello whose SNI differs from the CONNECT host is refused", async () => {
   const token = tokenFor("e-sni", "1", ["fake-gpt=1/2"]);
-  const connections = fake.connections();
+  const connections = h.fake.connections();
   const r = await runAgent("sni", "", { token });
   assert.equal(r.status, 0, r.stderr);
   const out = r.lines[0] ?? {};
@@ -606,13 +546,13 @@ test("a TLS client hello whose SNI differs from the CONNECT host is refused", as
   assert.equal(connect["deny_reason"], "malformed_request");
   assert.equal(connect["host"], OPENAI);
   assert.match(String(connect["error"]), /SNI/);
-  assert.equal(fake.connections(), connections);
+  assert.equal(h.fake.connections(), connections);
 });
 
 test("a Host inside the tunnel other than the CONNECT host is refused (domain fronting)", async () => {
   const token = tokenFor("e-front", "1", ["fake-gpt=1/2"]);
-  const seen = fake.received.length;
-  const connections = fake.connections();
+  const seen = h.fake.received.length;
+  const connections = h.fake.connections();
   const r = await runAgent("front", "", { token });
   assert.equal(r.status, 0, r.stderr);
   const out = r.lines[0] ?? {};
@@ -628,21 +568,21 @@ test("a Host inside the tunnel other than the CONNECT host is refused (domain fr
   assert.equal(refused["deny_reason"], "malformed_request");
   assert.equal(refused["host"], OPENAI);
   assert.match(String(refused["error"]), /Host/);
-  assert.equal(fake.received.length, seen);
-  assert.equal(fake.connections(), connections);
+  assert.equal(h.fake.received.length, seen);
+  assert.equal(h.fake.connections(), connections);
 });
 
 test("an untrusted upstream certificate denies the call, never downgrades, and charges 0", async () => {
   const token = tokenFor("e-untrusted", "1", ["fake-gpt=1/2"]);
-  const seen = fake.received.length;
-  const r = await runAgent("openai-json", "", { token, trustFake: false });
+  const seen = h.fake.received.length;
+  const r = await runAgent("openai-json", "", { token, trustUpstream: false });
   assert.equal(r.status, 0, r.stderr);
   const error = (r.lines[0] ?? {})["error"] as Line | undefined;
   assert.ok(error !== undefined, r.stdout);
   // A failure to verify the upstream denies (403, which SDKs do not retry); nothing is sent.
   assert.equal(error["status"], 403);
   assert.match(String(error["message"]), /could not be judged/);
-  assert.equal(fake.received.length, seen);
+  assert.equal(h.fake.received.length, seen);
   const line = meteredCalls("e-untrusted").at(-1) ?? {};
   assert.equal(line["decision"], "deny");
   assert.equal(line["deny_reason"], "malformed_request");
@@ -654,7 +594,7 @@ test("an untrusted upstream certificate denies the call, never downgrades, and c
 
 test("plain http:// to a metered host is denied: it could not be metered", async () => {
   const token = tokenFor("e-plain", "1", ["fake-gpt=1/2"]);
-  const connections = fake.connections();
+  const connections = h.fake.connections();
   const r = await launch(
     [
       "curl",
@@ -667,7 +607,7 @@ test("plain http:// to a metered host is denied: it could not be metered", async
       "content-type: application/json",
       "-d",
       JSON.stringify({ model: "fake-gpt", max_tokens: 10, messages: [] }),
-      `http://${OPENAI}:${fake.port}/v1/chat/completions`,
+      `http://${OPENAI}:${h.fake.port}/v1/chat/completions`,
     ],
     { token },
   ).closed;
@@ -681,12 +621,12 @@ test("plain http:// to a metered host is denied: it could not be metered", async
   assert.equal(line?.["decision"], "deny");
   assert.equal(line["deny_reason"], "malformed_request");
   assert.equal(line["host"], OPENAI);
-  assert.equal(fake.connections(), connections);
+  assert.equal(h.fake.connections(), connections);
 });
 
 test("deny bodies in the provider's shape: Anthropic SDK and Gemini over budget", async () => {
   const anthropicToken = tokenFor("e-shape-anthropic", "0.01", ["fake-claude=3/15"]);
-  const seen = fake.received.length;
+  const seen = h.fake.received.length;
   const a = await runAgent("anthropic-huge", "", {
     token: anthropicToken,
     flags: ["--on-budget", "deny"],
@@ -696,7 +636,7 @@ test("deny bodies in the provider's shape: Anthropic SDK and Gemini over budget"
   assert.equal(error["status"], 403);
   assert.equal(error["name"], "PermissionDeniedError");
   assert.match(String(error["message"]), /budget/);
-  assert.equal(fake.received.length, seen);
+  assert.equal(h.fake.received.length, seen);
 
   const geminiToken = tokenFor("e-shape-gemini", "0.01", ["fake-gemini=1/2"]);
   const g = await runAgent("gemini", "", { token: geminiToken, flags: ["--on-budget", "deny"] });
@@ -706,7 +646,7 @@ test("deny bodies in the provider's shape: Anthropic SDK and Gemini over budget"
   const huge = out["huge"] as { status: number; body: Line };
   // The affordable call went through and was metered from usageMetadata.
   assert.equal(small.status, 200, JSON.stringify(out));
-  assert.equal(fake.received.length, seen + 1);
+  assert.equal(h.fake.received.length, seen + 1);
   const metered = meteredCalls("e-shape-gemini");
   const first = metered[0] ?? {};
   assert.equal(first["provider"], "gemini");
@@ -741,14 +681,14 @@ test("deny bodies in the provider's shape: Anthropic SDK and Gemini over budget"
     },
   );
   assert.equal(metered[1]?.["deny_reason"], "budget_exceeded");
-  assert.equal(fake.received.length, seen + 1);
-  const log = readFileSync(join(t.home, "audit", "audit.jsonl"), "utf8");
+  assert.equal(h.fake.received.length, seen + 1);
+  const log = h.auditText();
   assert.ok(!log.includes("gemini-edge-secret"));
 });
 
 test("a run that ends while a call waits for its answer settles it, audits it, and exits 4", async () => {
   const token = tokenFor("e-pending", "1", ["fake-gpt=1/2"]);
-  const seen = fake.received.length;
+  const seen = h.fake.received.length;
   // The provider answers nothing until the run is over: whatever ends the run, it is not the
   // answer. (Waiting for the call, not a fixed --max-runtime, so a slow agent start-up cannot
   // end the run before the call is made.)
@@ -756,8 +696,8 @@ test("a run that ends while a call waits for its answer settles it, audits it, a
   let r: RunResult;
   try {
     const run = runAgent("openai-json", "", { token });
-    await until("the call to reach the provider", () => fake.received.length > seen, 30_000);
-    t.ok("auth", "revoke-token", "--token", token);
+    await until("the call to reach the provider", () => h.fake.received.length > seen, 30_000);
+    h.ok("auth", "revoke-token", "--token", token);
     r = await run;
   } finally {
     open();

@@ -1,21 +1,17 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
 import { after, before, test } from "node:test";
 
-import { CLI, makeTempHome, type TempHome } from "./helpers/cli.js";
-import { startFakeProviders, type FakeProviders } from "./helpers/fake-providers.js";
+import { meteredHarness, type MeteredHarness } from "./helpers/metered-harness.js";
 
-const ROOT = resolve(import.meta.dirname, "..");
-let fake: FakeProviders;
-let t: TempHome;
-let caFile: string;
+let h: MeteredHarness;
 
-/** An agent written against the official SDKs, knowing nothing of Vallignus. */
+/**
+ * An agent written against the official SDKs, knowing nothing of Vallignus. It lives outside the
+ * repository, so it imports the SDKs by their resolved URLs.
+ */
 const AGENT = `
-import OpenAI from "openai";
-import Anthropic from "@anthropic-ai/sdk";
+import OpenAI from ${JSON.stringify(import.meta.resolve("openai"))};
+import Anthropic from ${JSON.stringify(import.meta.resolve("@anthropic-ai/sdk"))};
 const [mode, port] = process.argv.slice(2);
 const openai = new OpenAI({ apiKey: "sk-test-secret", baseURL: "https://api.openai.com:" + port + "/v1", maxRetries: 0 });
 const anthropic = new Anthropic({ apiKey: "sk-ant-secret", baseURL: "https://api.anthropic.com:" + port, maxRetries: 0 });
@@ -50,77 +46,26 @@ try {
 console.log(JSON.stringify(out));
 `;
 
-async function runAgent(mode: string, token: string, extra: string[] = []) {
-  return new Promise<{ status: number | null; stdout: string; stderr: string }>((done) => {
-    const child = spawn(
-      process.execPath,
-      [
-        CLI,
-        "run",
-        "--upstream-ca",
-        caFile,
-        "--resolve",
-        `api.openai.com:${fake.port}:127.0.0.1`,
-        "--resolve",
-        `api.anthropic.com:${fake.port}:127.0.0.1`,
-        ...extra,
-        "--",
-        process.execPath,
-        join(ROOT, "test", ".agent-sdk.mjs"),
-        mode,
-        String(fake.port),
-      ],
-      { env: { ...t.env, VALLIGNUS_TOKEN: token } },
-    );
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    child.on("close", (status) => done({ status, stdout, stderr }));
-  });
+function runAgent(mode: string, token: string, extra: string[] = []) {
+  return h.runAgent(token, [mode, String(h.fake.port)], { flags: extra });
 }
 
 function tokenFor(policyId: string, spend: string, gptPrice = "1/2"): string {
-  t.ok(
-    "auth",
-    "create-policy",
-    "--policy-id",
-    policyId,
-    "--max-spend-usd",
-    spend,
-    "--allowed-domains",
-    `api.openai.com:${fake.port},api.anthropic.com:${fake.port}`,
-    "--price",
-    `fake-gpt=${gptPrice}`,
-    "--price",
-    "fake-claude=3/15",
-  );
-  return t.ok("auth", "issue-token", "--agent-id", "bot", "--policy-id", policyId).trim();
+  return h.tokenFor(policyId, {
+    spendUsd: spend,
+    prices: [`fake-gpt=${gptPrice}`, "fake-claude=3/15"],
+  });
 }
 
 function metered(): Record<string, unknown>[] {
-  return readFileSync(join(t.home, "audit", "audit.jsonl"), "utf8")
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l) as Record<string, unknown>)
-    .filter((r) => r["provider"] !== undefined);
+  return h.auditLines().filter((r) => r["provider"] !== undefined);
 }
 
 before(async () => {
-  fake = await startFakeProviders();
-  t = makeTempHome();
-  caFile = join(t.root, "fake-ca.pem");
-  writeFileSync(caFile, fake.caPem);
-  // The agent must resolve the SDKs from the project's node_modules.
-  writeFileSync(join(ROOT, "test", ".agent-sdk.mjs"), AGENT);
-  t.ok("auth", "init");
-  t.ok("auth", "create-agent", "--agent-id", "bot", "--owner", "you@example.com");
+  h = await meteredHarness("vallignus-metering-", AGENT, ["api.openai.com", "api.anthropic.com"]);
 });
 
-after(async () => {
-  await fake.close();
-  t.cleanup();
-});
+after(() => h.close());
 
 test("openai SDK, JSON: usage is metered and priced exactly", async () => {
   const token = tokenFor("m-json", "1");
@@ -135,20 +80,20 @@ test("openai SDK, JSON: usage is metered and priced exactly", async () => {
   // 12 × $1/M + 30 × $2/M = $0.000072
   assert.equal(line["cost_usd"], "0.000072");
   assert.equal(line["spent_usd"], "0.000072");
-  const spend = JSON.parse(t.ok("spend", "--json")) as { spent_usd: string; calls: number }[];
+  const spend = JSON.parse(h.ok("spend", "--json")) as { spent_usd: string; calls: number }[];
   assert.ok(spend.some((s) => s.spent_usd === "0.000072" && s.calls === 1));
 });
 
 test("openai SDK, stream without include_usage: usage is injected upstream and hidden from the client", async () => {
   const token = tokenFor("m-stream", "1");
-  const before = fake.received.length;
+  const before = h.fake.received.length;
   const r = await runAgent("openai-stream", token);
   assert.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { chunks: number; usageChunks: number; text: string };
   assert.equal(out.text, "hello world");
   assert.equal(out.usageChunks, 0);
   assert.equal(out.chunks, 3);
-  const sent = fake.received.slice(before).at(-1);
+  const sent = h.fake.received.slice(before).at(-1);
   assert.deepEqual(sent?.body["stream_options"], { include_usage: true });
   assert.equal(metered().at(-1)?.["cost_usd"], "0.000072");
 });
@@ -166,11 +111,11 @@ test("anthropic SDK, stream: running totals are read, not added", async () => {
 
 test("a stream cut short is charged its full reservation", async () => {
   const token = tokenFor("m-cut", "1");
-  fake.behaviour.cutStreams = true;
+  h.fake.behaviour.cutStreams = true;
   try {
     await runAgent("openai-stream", token);
   } finally {
-    fake.behaviour.cutStreams = false;
+    h.fake.behaviour.cutStreams = false;
   }
   const line = metered().at(-1) ?? {};
   assert.equal(line["charged_full"], true);
@@ -179,11 +124,11 @@ test("a stream cut short is charged its full reservation", async () => {
 
 test("a reservation over the budget is denied before it reaches the provider, and the run ends with 4", async () => {
   const token = tokenFor("m-budget", "0.01");
-  const before = fake.received.length;
+  const before = h.fake.received.length;
   const r = await runAgent("openai-huge", token);
   assert.equal(r.status, 4, r.stderr);
   assert.match(r.stderr, /budget/);
-  assert.equal(fake.received.length, before);
+  assert.equal(h.fake.received.length, before);
   const line = metered().at(-1) ?? {};
   assert.equal(line["deny_reason"], "budget_exceeded");
 });
@@ -209,14 +154,14 @@ test("an unpriced model is denied model_price_unknown", async () => {
 test("an agent looping on a paid API is stopped at the cap, and spend never exceeds it", async () => {
   // Input priced at 0, so each reservation is the output bound: 100 × $2/M = $0.0002.
   const token = tokenFor("m-loop", "0.002", "0/2");
-  const before = fake.received.length;
+  const before = h.fake.received.length;
   const r = await runAgent("openai-loop", token);
   assert.equal(r.status, 4, r.stderr);
   assert.match(r.stderr, /budget/);
-  const calls = fake.received.length - before;
+  const calls = h.fake.received.length - before;
   assert.ok(calls >= 1 && calls < 1000, `the provider saw ${calls} calls`);
   const ledger = (
-    JSON.parse(t.ok("spend", "--json")) as {
+    JSON.parse(h.ok("spend", "--json")) as {
       policy_id: string;
       spent_nano: number;
       reserved_nano: number;
@@ -238,7 +183,7 @@ test("an agent looping on a paid API is stopped at the cap, and spend never exce
 });
 
 test("no API key or token text reaches the audit log", () => {
-  const log = readFileSync(join(t.home, "audit", "audit.jsonl"), "utf8");
+  const log = h.auditText();
   assert.ok(!log.includes("sk-test-secret"));
   assert.ok(!log.includes("sk-ant-secret"));
 });

@@ -5,20 +5,13 @@
  * target naming the tunnel's host goes upstream in origin-form.
  */
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { makeTempHome, spawnToEnd, CLI, type TempHome } from "./helpers/cli.js";
-import { startFakeProviders, type FakeProviders } from "./helpers/fake-providers.js";
+import { meteredHarness, type AuditLine, type MeteredHarness } from "./helpers/metered-harness.js";
 
 const OPENAI = "api.openai.com";
 
-let fake: FakeProviders;
-let t: TempHome;
-let caFile: string;
-let agentFile: string;
+let h: MeteredHarness;
 
 /**
  * For each case (raw bytes), a CONNECT to api.openai.com, TLS inside it (the run's CA is
@@ -70,67 +63,24 @@ console.log(JSON.stringify(out));
 `;
 
 before(async () => {
-  fake = await startFakeProviders();
-  t = makeTempHome("vallignus-inner-");
-  caFile = join(t.root, "fake-ca.pem");
-  writeFileSync(caFile, fake.caPem);
-  agentFile = join(t.root, "agent.mjs");
-  writeFileSync(agentFile, AGENT);
-  t.ok("auth", "init");
-  t.ok("auth", "create-agent", "--agent-id", "bot", "--owner", "you@example.com");
+  h = await meteredHarness("vallignus-inner-", AGENT, [OPENAI]);
 });
 
-after(async () => {
-  await fake.close();
-  t.cleanup();
-});
+after(() => h.close());
 
-function tokenFor(policyId: string): string {
-  t.ok(
-    "auth",
-    "create-policy",
-    "--policy-id",
-    policyId,
-    "--max-spend-usd",
-    "1",
-    "--allowed-domains",
-    `${OPENAI}:${fake.port}`,
-    "--price",
-    "fake-gpt=1/2",
-  );
-  return t.ok("auth", "issue-token", "--agent-id", "bot", "--policy-id", policyId).trim();
-}
-
-type Line = Record<string, unknown>;
 type Outcome = { status: number | string; decision: string | null; reason: string | null };
 
 async function runCases(
   policyId: string,
   cases: [string, string][],
-): Promise<{ out: Record<string, Outcome>; audit: Line[] }> {
-  const token = tokenFor(policyId);
-  const r = await spawnToEnd(
-    process.execPath,
-    [
-      CLI,
-      "run",
-      "--upstream-ca",
-      caFile,
-      "--resolve",
-      `${OPENAI}:${fake.port}:127.0.0.1`,
-      "--",
-      process.execPath,
-      agentFile,
-      String(fake.port),
-      JSON.stringify(cases),
-    ],
-    { env: { ...t.env, VALLIGNUS_TOKEN: token }, timeout: 60_000 },
-  );
+): Promise<{ out: Record<string, Outcome>; audit: AuditLine[] }> {
+  const token = h.tokenFor(policyId, { spendUsd: "1", prices: ["fake-gpt=1/2"] });
+  const r = await h.runAgent(token, [String(h.fake.port), JSON.stringify(cases)], {
+    timeout: 60_000,
+  });
   assert.equal(r.status, 0, r.stderr + r.stdout);
-  const audit = readFileSync(join(t.home, "audit", "audit.jsonl"), "utf8")
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l) as Line)
+  const audit = h
+    .auditLines()
     // The tunnels' own CONNECT lines (allowed) aside: one line per request inside them.
     .filter(
       (l) =>
@@ -155,7 +105,7 @@ function post(target: string, host: string, extra = ""): string {
 }
 
 test("requests the inner parser refuses get the 403 deny JSON and an audit line each", async () => {
-  const host = `${OPENAI}:${fake.port}`;
+  const host = `${OPENAI}:${h.fake.port}`;
   const cases: [string, string][] = [
     [
       "CL and TE together",
@@ -177,7 +127,7 @@ test("requests the inner parser refuses get the 403 deny JSON and an audit line 
     ],
     ["no Host header", `GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n`],
   ];
-  const seen = fake.received.length;
+  const seen = h.fake.received.length;
   const { out, audit } = await runCases("inner-parse", cases);
   for (const [name] of cases) {
     assert.deepEqual(
@@ -186,25 +136,25 @@ test("requests the inner parser refuses get the 403 deny JSON and an audit line 
       `${name}: ${JSON.stringify(out[name])}`,
     );
   }
-  assert.equal(fake.received.length, seen, "nothing reached the provider");
+  assert.equal(h.fake.received.length, seen, "nothing reached the provider");
   const denied = audit.filter((l) => l["deny_reason"] === "malformed_request");
   assert.equal(denied.length, cases.length, JSON.stringify(audit));
   for (const line of denied) {
     assert.equal(line["host"], OPENAI);
-    assert.equal(line["port"], fake.port);
+    assert.equal(line["port"], h.fake.port);
     assert.equal(line["status"], 403);
   }
 });
 
 test("an absolute-form target inside a tunnel must name the tunnel's host; it goes on in origin-form", async () => {
-  const host = `${OPENAI}:${fake.port}`;
+  const host = `${OPENAI}:${h.fake.port}`;
   const cases: [string, string][] = [
     ["another authority", post("https://other.example/v1/chat/completions", host)],
     ["another port", post(`https://${OPENAI}:1/v1/chat/completions`, host)],
     ["http scheme", post(`http://${host}/v1/chat/completions`, host)],
     ["the tunnel's own authority", post(`https://${host}/v1/chat/completions`, host)],
   ];
-  const seen = fake.received.length;
+  const seen = h.fake.received.length;
   const { out, audit } = await runCases("inner-absolute", cases);
   const refused = { status: 403, decision: "deny", reason: "malformed_request" };
   assert.deepEqual(out["another authority"], refused);
@@ -217,7 +167,7 @@ test("an absolute-form target inside a tunnel must name the tunnel's host; it go
   });
   // Only the last reached the provider, and in origin-form.
   assert.deepEqual(
-    fake.received.slice(seen).map((r) => r.path),
+    h.fake.received.slice(seen).map((r) => r.path),
     ["/v1/chat/completions"],
   );
   assert.equal(audit.length, 4, JSON.stringify(audit));
@@ -227,8 +177,8 @@ test("an absolute-form target inside a tunnel must name the tunnel's host; it go
 });
 
 test("a Connection header naming Host inside a tunnel is refused", async () => {
-  const host = `${OPENAI}:${fake.port}`;
-  const seen = fake.received.length;
+  const host = `${OPENAI}:${h.fake.port}`;
+  const seen = h.fake.received.length;
   const { out, audit } = await runCases("inner-connection", [
     ["Connection: Host", post("/v1/chat/completions", host, "Connection: keep-alive, Host\r\n")],
   ]);
@@ -237,6 +187,6 @@ test("a Connection header naming Host inside a tunnel is refused", async () => {
     decision: "deny",
     reason: "malformed_request",
   });
-  assert.equal(fake.received.length, seen);
+  assert.equal(h.fake.received.length, seen);
   assert.equal(audit.length, 1);
 });

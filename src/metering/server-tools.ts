@@ -58,6 +58,15 @@ type ToolRule =
   | { readonly kind: "refused"; readonly why: string };
 
 const FREE: ToolRule = { kind: "free" };
+const perCall = (name: ToolFee, nanoPerCall: number): ToolRule => ({
+  kind: "fee",
+  fee: name,
+  nanoPerCall,
+});
+const unbounded = (type: string): ToolRule => ({
+  kind: "refused",
+  why: `server tool ${type} has no known price or bound`,
+});
 
 // Anthropic tools the client runs (their results come back in a later request), and tools with
 // no `type` at all (custom tools).
@@ -68,10 +77,8 @@ function anthropicRule(tool: JsonObject): ToolRule {
   if (type === undefined || type === null) return FREE;
   if (typeof type !== "string") return { kind: "refused", why: "a tool type must be a string" };
   if (ANTHROPIC_CLIENT_TOOL.test(type) || type.startsWith("web_fetch_")) return FREE;
-  if (type.startsWith("web_search_")) {
-    return { kind: "fee", fee: "web_search", nanoPerCall: ANTHROPIC_WEB_SEARCH_NANO };
-  }
-  return { kind: "refused", why: `server tool ${type} has no known price or bound` };
+  if (type.startsWith("web_search_")) return perCall("web_search", ANTHROPIC_WEB_SEARCH_NANO);
+  return unbounded(type);
 }
 
 // Responses tools the client runs, and `mcp` (remote MCP: billed as tokens only).
@@ -98,18 +105,16 @@ function openAiResponsesRule(provider: ProviderId, tool: JsonObject): ToolRule {
   // Only OpenAI's own prices are known; Azure and others bill these tools differently.
   if (provider === "openai") {
     if (type === "web_search" || /^web_search_\d{4}_\d{2}_\d{2}$/.test(type)) {
-      return { kind: "fee", fee: "web_search", nanoPerCall: OPENAI_WEB_SEARCH_NANO };
+      return perCall("web_search", OPENAI_WEB_SEARCH_NANO);
     }
     if (type.startsWith("web_search_preview")) {
-      return { kind: "fee", fee: "web_search", nanoPerCall: OPENAI_WEB_SEARCH_PREVIEW_NANO };
+      return perCall("web_search", OPENAI_WEB_SEARCH_PREVIEW_NANO);
     }
-    if (type === "file_search") {
-      return { kind: "fee", fee: "file_search", nanoPerCall: OPENAI_FILE_SEARCH_NANO };
-    }
+    if (type === "file_search") return perCall("file_search", OPENAI_FILE_SEARCH_NANO);
   }
   // code_interpreter is billed per container and its lifetime, image_generation as the image
   // model's tokens that `usage` does not report: neither is bounded by anything in the request.
-  return { kind: "refused", why: `server tool ${type} has no known price or bound` };
+  return unbounded(type);
 }
 
 // Gemini tool keys that cost tokens only: function declarations run on the client; code
@@ -146,10 +151,7 @@ function ruleFor(api: LlmApi, provider: ProviderId, tool: unknown): ToolRule {
       // Chat completions and the OpenAI-compatible hosts: only tools the client runs.
       return tool.type === undefined || tool.type === "function" || tool.type === "custom"
         ? FREE
-        : {
-            kind: "refused",
-            why: `server tool ${typeName(tool.type)} has no known price or bound`,
-          };
+        : unbounded(typeName(tool.type));
   }
 }
 

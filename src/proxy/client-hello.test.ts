@@ -1,37 +1,9 @@
 import assert from "node:assert/strict";
-import { createServer, type AddressInfo } from "node:net";
-import { connect as tlsConnect } from "node:tls";
 import { before, describe, test } from "node:test";
 
+import { captureClientHello } from "../../test/helpers/client-hello.js";
 import { parseHost } from "./address.js";
 import { MAX_HELLO_BYTES, readClientHello, sniRefusal, type HelloRead } from "./client-hello.js";
-
-/** The first flight of a real Node TLS client (OpenSSL), as it reaches the wire. */
-async function realHello(servername: string | undefined): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  const server = createServer((socket) => {
-    socket.on("data", (d: Buffer) => {
-      chunks.push(d);
-      const all = Buffer.concat(chunks);
-      if (all.length >= 5 && all.length >= 5 + all.readUInt16BE(3)) socket.destroy();
-    });
-    socket.on("error", () => undefined);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((done) => {
-    const client = tlsConnect({
-      port,
-      host: "127.0.0.1",
-      ...(servername === undefined ? {} : { servername }),
-      rejectUnauthorized: false,
-    });
-    client.on("error", () => done());
-    client.on("close", () => done());
-  });
-  server.close();
-  return Buffer.concat(chunks);
-}
 
 const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
 const vec1 = (b: Buffer) => Buffer.concat([Buffer.from([b.length]), b]);
@@ -87,8 +59,8 @@ describe("readClientHello: real clients", () => {
   let named: Buffer;
   let unnamed: Buffer;
   before(async () => {
-    named = await realHello("api.example.com");
-    unnamed = await realHello(undefined);
+    named = await captureClientHello("api.example.com");
+    unnamed = await captureClientHello(undefined);
   });
 
   test("a real hello gives its SNI; without servername it has none", () => {

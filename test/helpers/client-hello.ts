@@ -2,10 +2,11 @@ import { createServer, type AddressInfo } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 
 /**
- * The first flight of a real Node TLS client (OpenSSL) asking for `servername`: a ClientHello
- * to send ahead of other bytes, where a test needs the tunnel opened but not TLS itself.
+ * The first flight of a real Node TLS client (OpenSSL) asking for `servername` (none when
+ * undefined), as it reaches the wire: its ClientHello record. For unit tests of the hello
+ * reader, and for tests that need a tunnel opened but not TLS itself.
  */
-export async function captureClientHello(servername: string): Promise<Buffer> {
+export async function captureClientHello(servername: string | undefined): Promise<Buffer> {
   const chunks: Buffer[] = [];
   const server = createServer((socket) => {
     socket.on("data", (d: Buffer) => {
@@ -18,7 +19,12 @@ export async function captureClientHello(servername: string): Promise<Buffer> {
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const { port } = server.address() as AddressInfo;
   await new Promise<void>((done) => {
-    const client = tlsConnect({ port, host: "127.0.0.1", servername, rejectUnauthorized: false });
+    const client = tlsConnect({
+      port,
+      host: "127.0.0.1",
+      ...(servername === undefined ? {} : { servername }),
+      rejectUnauthorized: false,
+    });
     client.on("error", () => done());
     client.on("close", () => done());
   });
