@@ -172,7 +172,8 @@ function makeHarness(user: "root" | "nobody"): Harness {
     asUser.push("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--");
     // The checkout may sit where nobody cannot read it; the CLI then runs from a copy.
     if (spawnSync("setpriv", [...asUser.slice(1, -1), "--", "test", "-r", CLI]).status !== 0) {
-      const copy = join(root, "app");
+      // Beside the working folder: --isolate refuses one that holds vallignus itself.
+      const copy = `${root}-app`;
       execFileSync("cp", ["-r", join(CLI, "../../.."), copy]);
       execFileSync("chmod", ["-R", "a+rX", copy]);
       cli = join(copy, "dist/cli/main.js");
@@ -280,6 +281,7 @@ for (const [method, recorded] of methods)
       });
       after(() => {
         rmSync(h.root, { recursive: true, force: true });
+        rmSync(`${h.root}-app`, { recursive: true, force: true });
       });
 
       test("nothing gets around the proxy; the proxy still decides", async () => {
@@ -293,12 +295,9 @@ for (const [method, recorded] of methods)
         ]);
         assert.equal(r.status, 0, r.stderr);
         const out = JSON.parse(r.stdout) as Record<string, unknown>;
-        // Root's command runs as nobody: host uid 0 owns the machine even without capabilities.
-        assert.equal(
-          out["uid"],
-          65534,
-          "an unprivileged user's command keeps its uid; root's is nobody",
-        );
+        // Root's command runs as a uid no account has: host uid 0 owns the machine even
+        // without capabilities, and nobody may be the host's daemons'.
+        assert.equal(out["uid"], user === "root" ? 2_000_000_000 : 65534);
         assert.notEqual(out["curlNoProxy"], 0, "curl --noproxy '*' must fail");
         assert.notEqual(out["netConnect"], "CONNECTED");
         assert.notEqual(out["fetchWithoutPreload"], "REACHED");
@@ -358,6 +357,23 @@ for (const [method, recorded] of methods)
             .map((f) => f[7] ?? "");
         };
         await waitFor("the other run's socket", () => otherSockets().length > 0);
+        // …and no TCP port on the host's loopback, which any local program could borrow.
+        const otherInodes = readdirSync(`/proc/${other.pid ?? 0}/fd`).flatMap((fd) => {
+          try {
+            return [
+              /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${other.pid ?? 0}/fd/${fd}`))?.[1],
+            ];
+          } catch {
+            return [];
+          }
+        });
+        const listening = ["/proc/net/tcp", "/proc/net/tcp6"].flatMap((table) =>
+          readFileSync(table, "utf8")
+            .split("\n")
+            .map((line) => line.trim().split(/\s+/))
+            .filter((f) => f[3] === "0A" && otherInodes.includes(f[9])),
+        );
+        assert.deepEqual(listening, [], "an isolated run's proxy listens on no TCP port");
         const otherSocket = otherSockets()[0] ?? "";
         // A host folder anyone may write, outside the working folder and outside /tmp.
         const outside = mkdtempSync("/var/tmp/vallignus-outside-");
@@ -562,6 +578,21 @@ test("--isolate refuses working folders it cannot protect", () => {
       });
     // /tmp itself would be bound back writable: the host's /tmp, its sockets and run folders.
     assert.match(refused("/tmp").stderr, /holds \/tmp.*\[ERR_ISOLATE_UNAVAILABLE\]/);
+    // A shared temporary folder: other users' files.
+    assert.match(refused("/var/tmp").stderr, /writable by everyone/);
+    // stdin an open folder of the host (`run --isolate … < $VALLIGNUS_HOME`).
+    const folder = openSync(h.env["VALLIGNUS_HOME"] ?? "", "r");
+    try {
+      const r = spawnSync(process.execPath, [h.cli, "run", "--isolate", "--", "true"], {
+        env: { ...h.env, VALLIGNUS_TOKEN: h.token },
+        encoding: "utf8",
+        cwd: h.root,
+        stdio: [folder, "pipe", "pipe"],
+      });
+      assert.match(r.stderr, /descriptor 0 is an open folder.*\[ERR_ISOLATE_UNAVAILABLE\]/);
+    } finally {
+      closeSync(folder);
+    }
     // The user's home: its startup files run outside the isolation.
     const home = join(h.root, "user-home");
     execFileSync("mkdir", ["-p", home]);

@@ -36,7 +36,11 @@ export interface ProxyOptions {
   readonly gatekeeper: Gatekeeper;
   /** Serves requests inside intercepted (metered) tunnels. */
   readonly innerHandler?: InnerHandler;
-  /** Also accept connections on this unix socket (mode 0600): the way in from `--isolate`. */
+  /**
+   * Accept connections on this unix socket (mode 0600) instead of 127.0.0.1: the way in from
+   * `--isolate`. A TCP port on the host's loopback would let any local user or program borrow
+   * the run's identity and budget.
+   */
   readonly unixSocket?: string | undefined;
 }
 
@@ -232,7 +236,7 @@ function createProxyServer(core: ProxyCore): Server {
 }
 
 /**
- * The run's proxy on 127.0.0.1 (and a unix socket under --isolate). Each request is parsed,
+ * The run's proxy on 127.0.0.1 (or on a unix socket only, under --isolate). Each request is parsed,
  * judged by the gatekeeper, and carried out: a plain-HTTP forward, a CONNECT tunnel (intercepted
  * and metered for LLM hosts), or a WebSocket upgrade; a denial is the contract's 403.
  */
@@ -248,7 +252,10 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     closing: false,
   };
   const server = createProxyServer(core);
-  const port = await listen(server, options.port ?? 0, options.host ?? "127.0.0.1");
+  const port =
+    options.unixSocket === undefined
+      ? await listen(server, options.port ?? 0, options.host ?? "127.0.0.1")
+      : 0;
   const unixServer =
     options.unixSocket === undefined ? undefined : await listenUnix(server, options.unixSocket);
 

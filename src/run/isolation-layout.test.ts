@@ -21,6 +21,8 @@ function input(over: Partial<LayoutInput> = {}): LayoutInput {
     hide: ["/home/ann/.vallignus", "/tmp/vallignus-1000"],
     maskFiles: ["/run/docker.sock", "/home/ann/agent.sock"],
     userHome: "/home/ann",
+    ownCode: "/usr/lib/node_modules/vallignus",
+    isShared: (p) => p === "/var/tmp",
     memoryBytes: 8 * 2 ** 30,
     given: ["/home/ann/.vallignus", "/tmp/vallignus-1000"],
     isDirectory: (p) => DIRS.has(p),
@@ -105,6 +107,13 @@ test("working folders the isolated command cannot have are refused", () => {
   assert.match(refuseWorkingFolder(input({ cwd: "/home/ann" })) ?? "", /your home folder/);
   assert.match(refuseWorkingFolder(input({ cwd: "/home" })) ?? "", /your home folder/);
   assert.match(
+    refuseWorkingFolder(input({ cwd: "/home/ann/.config/git" })) ?? "",
+    /settings folder/,
+  );
+  assert.match(refuseWorkingFolder(input({ cwd: "/usr/lib" })) ?? "", /holds vallignus itself/);
+  assert.match(refuseWorkingFolder(input({ cwd: "/var/tmp" })) ?? "", /writable by everyone/);
+  assert.equal(refuseWorkingFolder(input({ cwd: "/home/ann/src/app" })), undefined);
+  assert.match(
     refuseWorkingFolder(input({ cwd: "/usr/lib/node_modules/vallignus/dist/run" })) ?? "",
     /inside \/usr\/lib\/node_modules\/vallignus\/dist/,
   );
@@ -118,7 +127,17 @@ test("working folders the isolated command cannot have are refused", () => {
 
 test("bwrap gets the layout as arguments, in order, over a read-only root", () => {
   const args = bwrapMountArgs(isolationLayout(input()));
-  assert.deepEqual(args.slice(0, 7), ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
+  assert.deepEqual(args.slice(0, 9), [
+    "--ro-bind",
+    "/",
+    "/",
+    "--dev",
+    "/dev",
+    "--remount-ro",
+    "/dev",
+    "--proc",
+    "/proc",
+  ]);
   const at = (flag: string, path: string) =>
     args.findIndex((a, i) => a === flag && args[i + 1] === path);
   assert.ok(at("--tmpfs", "/tmp") < at("--bind", "/home/ann/project"));

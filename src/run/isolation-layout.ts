@@ -70,6 +70,10 @@ export interface LayoutInput {
   readonly memoryBytes: number;
   /** The user's home folder: its startup files must not be writable by the command. */
   readonly userHome: string;
+  /** Vallignus's own package folder: the code the next `vallignus` runs. */
+  readonly ownCode: string;
+  /** Whether a folder is writable by everyone (a shared temp folder such as /var/tmp). */
+  readonly isShared: (path: string) => boolean;
   /**
    * Protected paths as they were given, before symlinks were resolved ($VALLIGNUS_HOME): one
    * that goes through a symlink the command could replace would lead vallignus elsewhere.
@@ -98,6 +102,13 @@ export function refuseWorkingFolder(input: LayoutInput): string | undefined {
     return `the working folder ${cwd} holds ${covered[0]}, which the isolated command must get private and empty; run it from another folder`;
   if (input.userHome !== "/" && isUnder(input.userHome, cwd))
     return `the working folder ${cwd} holds your home folder, whose startup files (.bashrc, .profile) would run what the agent writes there outside the isolation; run it from a project folder`;
+  // ~/.config, ~/.local, ~/.ssh…: settings and programs that your own tools run later.
+  if (isUnder(cwd, input.userHome) && relative(input.userHome, cwd).startsWith("."))
+    return `the working folder ${cwd} is a settings folder of your home, whose files your own programs (git, your shell) read and run later; run it from a project folder`;
+  if (isUnder(input.ownCode, cwd))
+    return `the working folder ${cwd} holds vallignus itself (${input.ownCode}, with the modules it loads): the agent could change the code vallignus runs next time; install vallignus outside the project, or run from another folder`;
+  if (input.isShared(cwd))
+    return `the working folder ${cwd} is writable by everyone (a shared temporary folder): other users' files there are not the agent's to change; run it from a project folder`;
   const swappable = input.given.find((path) => isUnder(path, cwd) && !input.hide.includes(path));
   if (swappable !== undefined)
     return `${swappable} is reached through a symlink inside the working folder, which the agent could replace; give its real path`;
@@ -176,7 +187,9 @@ function parentsToMake(target: string, tmpfs: readonly string[]): string[] {
 
 /** bubblewrap's arguments for the layout (it resolves every source on the host). */
 export function bwrapMountArgs(steps: readonly MountStep[]): string[] {
-  const args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"];
+  // bwrap's /dev is a tmpfs it cannot bound (--size is for --tmpfs only): read-only, then, its
+  // devices still usable; /dev/shm is mounted over it, bounded.
+  const args = ["--ro-bind", "/", "/", "--dev", "/dev", "--remount-ro", "/dev", "--proc", "/proc"];
   const tmpfs: string[] = [];
   const makeParents = (target: string) => {
     for (const dir of parentsToMake(target, tmpfs)) args.push("--perms", "0755", "--dir", dir);
@@ -229,6 +242,7 @@ function devLines(): string[] {
     "ln -s pts/ptmx /dev/ptmx",
     "ln -s /proc/self/fd /dev/fd",
     ...["stdin", "stdout", "stderr"].map((name, fd) => `ln -s /proc/self/fd/${fd} /dev/${name}`),
+    "mount -o remount,ro,bind /dev",
   ];
 }
 

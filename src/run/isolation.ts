@@ -1,5 +1,13 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, lstatSync, readFileSync, realpathSync } from "node:fs";
+import {
+  existsSync,
+  fstatSync,
+  lstatSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  statSync,
+} from "node:fs";
 import { homedir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -8,6 +16,7 @@ import { VallignusError } from "../errors.js";
 import {
   bwrapMountArgs,
   isolationLayout,
+  isUnder,
   refuseWorkingFolder,
   type LayoutInput,
   type MountStep,
@@ -28,6 +37,9 @@ export interface IsolationPlan {
 
 /** dist/run/netns-helper.js, named from the parent folder for the reason given for PRELOAD_PATH. */
 export const HELPER_PATH = fileURLToPath(new URL("../run/netns-helper.js", import.meta.url));
+
+/** Vallignus's package folder (dist/ and the node_modules beside it, or around it). */
+const OWN_CODE = dirname(dirname(dirname(HELPER_PATH)));
 
 /** The port the bridge listens on inside the namespace; nothing else is there to collide with. */
 export const INNER_PROXY_PORT = 3128;
@@ -120,9 +132,11 @@ function diagnose(detail: string): string {
  * The uid a root caller's command runs as. Root, even without capabilities, owns the host: it
  * may write /proc/sys (kernel.core_pattern runs a program as root in the host's namespaces),
  * make setuid-root files in the working folder, write /dev/kmsg. So the command never runs as
- * host uid 0: it runs as nobody, with no capabilities.
+ * host uid 0. Not as nobody either, which the host's own daemons may be (its files, its user
+ * keyring, a setuid-nobody file left in the working folder would be theirs): as a uid that no
+ * account has and that owns nothing, with no capabilities.
  */
-export const ROOT_COMMAND_UID = 65534;
+export const ROOT_COMMAND_UID = 2_000_000_000;
 
 /** The helper's last step for a root caller: become nobody, keep no capability, gain none. */
 function dropRoot(setpriv: string): string[] {
@@ -310,7 +324,15 @@ function layoutInput(paths: RunPaths, env: NodeJS.ProcessEnv): LayoutInput {
     runDir: paths.runDir,
     // Vallignus itself (dist/ and the node_modules its CLI loads) and node's own folder,
     // wherever they are installed: read-only, so that no agent changes what runs next time.
-    keep: [dirname(dirname(dirname(HELPER_PATH))), dirname(process.execPath)].map(realpathOr),
+    keep: [OWN_CODE, dirname(process.execPath)].map(realpathOr),
+    ownCode: realpathOr(OWN_CODE),
+    isShared: (path) => {
+      try {
+        return (statSync(path).mode & 0o1002) === 0o1002;
+      } catch {
+        return false;
+      }
+    },
     hide: [...new Set(given.map(realpathOr))],
     given,
     userHome: realpathOr(homedir()),
@@ -321,9 +343,33 @@ function layoutInput(paths: RunPaths, env: NodeJS.ProcessEnv): LayoutInput {
   };
 }
 
+/**
+ * What stdin, stdout or stderr may not be for an isolated command: a folder (an open folder
+ * reaches around every mount: `run --isolate … < $VALLIGNUS_HOME`), or a file in one of the
+ * folders it must not see.
+ */
+function refuseStdio(hidden: readonly string[]): string | undefined {
+  for (const fd of [0, 1, 2]) {
+    let target: string;
+    try {
+      if (fstatSync(fd).isDirectory()) return `descriptor ${fd} is an open folder`;
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    const secret = hidden.find((dir) => target.startsWith("/") && isUnder(target, dir));
+    if (secret !== undefined) return `descriptor ${fd} is a file in ${secret}`;
+  }
+  return undefined;
+}
+
 /** Refuses, before anything starts, a working folder the isolated command cannot have. */
 export function checkIsolatedWorkingFolder(paths: RunPaths, env = process.env): void {
-  const refusal = refuseWorkingFolder(layoutInput(paths, env));
+  const input = layoutInput(paths, env);
+  const stdio = refuseStdio(input.hide);
+  const refusal =
+    refuseWorkingFolder(input) ??
+    (stdio === undefined ? undefined : `${stdio}, which the isolated command would inherit`);
   if (refusal !== undefined)
     throw new VallignusError(
       "ERR_ISOLATE_UNAVAILABLE",

@@ -485,7 +485,8 @@ async function superviseCommand(
   audit.append({
     event: "run_start",
     ...plan.identity,
-    proxy_port: proxy.port,
+    // Under --isolate the proxy has no TCP port, only the run's socket.
+    proxy_port: plan.isolation === undefined ? proxy.port : null,
     isolated: plan.isolation !== undefined,
     isolation_method: plan.isolation?.method ?? null,
   });
