@@ -93,8 +93,12 @@ interface CallResult {
 }
 
 /** One `vallignus run` of the agent making `calls`, under a policy of its own. */
-async function runCalls(policyId: string, calls: readonly Call[]): Promise<CallResult[]> {
-  const token = h.tokenFor(policyId, { spendUsd: "5" });
+async function runCalls(
+  policyId: string,
+  calls: readonly Call[],
+  budgetUsd = "5",
+): Promise<CallResult[]> {
+  const token = h.tokenFor(policyId, { spendUsd: budgetUsd });
   const r = await h.runAgent(token, [JSON.stringify(calls)], { flags: ["--on-budget", "deny"] });
   assert.equal(r.status, 0, r.stderr);
   return r.stdout
@@ -200,26 +204,32 @@ test("Anthropic web search: max_uses is reserved at $10 per 1,000 and the search
   });
   const before = received.length;
   const messages = [{ role: "user", content: "news?" }];
-  const calls = await runCalls("cov-search", [
-    {
-      url: url("api.anthropic.com", "/v1/messages"),
-      body: {
-        model: "claude-sonnet-4-0",
-        max_tokens: 100,
-        messages,
-        tools: [{ type: "web_search_20250305", name: "web_search", max_uses: 50 }],
+  // Each of up to 51 turns can read the whole 200K window (10.2M tokens at the dearest input
+  // price): the budget must be above that reservation.
+  const calls = await runCalls(
+    "cov-search",
+    [
+      {
+        url: url("api.anthropic.com", "/v1/messages"),
+        body: {
+          model: "claude-sonnet-4-0",
+          max_tokens: 100,
+          messages,
+          tools: [{ type: "web_search_20250305", name: "web_search", max_uses: 50 }],
+        },
       },
-    },
-    {
-      url: url("api.anthropic.com", "/v1/messages"),
-      body: {
-        model: "claude-sonnet-4-0",
-        max_tokens: 100,
-        messages,
-        tools: [{ type: "web_search_20250305", name: "web_search" }],
+      {
+        url: url("api.anthropic.com", "/v1/messages"),
+        body: {
+          model: "claude-sonnet-4-0",
+          max_tokens: 100,
+          messages,
+          tools: [{ type: "web_search_20250305", name: "web_search" }],
+        },
       },
-    },
-  ]);
+    ],
+    "200",
+  );
   assert.deepEqual(
     calls.map((c) => c.status),
     [200, 403],
@@ -301,6 +311,117 @@ test("OpenAI web search: refused without max_tool_calls, charged per call with i
   // A chat search model searches once per call, unreported: 1,000 × $2.50/M + 100 × $10/M +
   // $0.05 (the dearest chat-search rate).
   assert.equal(lines[3]?.["cost_usd"], "0.0535");
+});
+
+test("predicted outputs: rejected prediction tokens are reserved at the output price (review F1)", async () => {
+  // The review's call: max_completion_tokens 1 with a 20,000-token prediction; the provider
+  // billed 20,001 output tokens (20,000 rejected). Reserved $0.0066 for a $0.0120 cost before.
+  answers.set(
+    "gpt-4o-mini",
+    chatAnswer("gpt-4o-mini-2024-07-18", {
+      prompt_tokens: 20,
+      completion_tokens: 20_001,
+      total_tokens: 20_021,
+      completion_tokens_details: {
+        reasoning_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 20_000,
+      },
+    }),
+  );
+  const [call] = await runCalls("cov-prediction", [
+    {
+      url: url("api.openai.com", "/v1/chat/completions"),
+      body: {
+        model: "gpt-4o-mini",
+        max_completion_tokens: 1,
+        prediction: { type: "content", content: " a".repeat(20_000) },
+        messages: [{ role: "user", content: "Say a" }],
+      },
+    },
+  ]);
+  assert.equal(call?.status, 200);
+  const [line] = meteredOf("cov-prediction");
+  // 20 × $0.15/M + 20,001 × $0.60/M.
+  assert.equal(line?.["cost_usd"], "0.0120036");
+  const reserved = Number(line["reserved_usd"]);
+  assert.ok(reserved >= 0.0120036, `reserved ${String(line["reserved_usd"])}`);
+});
+
+test("server-tool loops: input is reserved for every turn, window × (max_tool_calls + 1) (review F2)", async () => {
+  // The review's call: deep research with 20 searches read 1,500,000 input tokens through a
+  // 200K window; reserved $0.98 for a $3.572 cost before.
+  answers.set("o4-mini-deep-research", {
+    id: "resp_deep",
+    object: "response",
+    status: "completed",
+    model: "o4-mini-deep-research-2025-06-26",
+    output: [
+      ...Array.from({ length: 20 }, (_, i) => ({
+        type: "web_search_call",
+        id: `ws_${String(i)}`,
+        status: "completed",
+      })),
+      {
+        type: "message",
+        id: "m",
+        role: "assistant",
+        content: [{ type: "output_text", text: "ok" }],
+      },
+    ],
+    usage: {
+      input_tokens: 1_500_000,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: 9_000,
+      output_tokens_details: { reasoning_tokens: 8_000 },
+      total_tokens: 1_509_000,
+    },
+  });
+  const [call] = await runCalls(
+    "cov-loop",
+    [
+      {
+        url: url("api.openai.com", "/v1/responses"),
+        body: {
+          model: "o4-mini-deep-research",
+          input: "research",
+          tools: [{ type: "web_search_preview" }],
+          max_tool_calls: 20,
+          max_output_tokens: 10_000,
+        },
+      },
+    ],
+    "20",
+  );
+  assert.equal(call?.status, 200);
+  const [line] = meteredOf("cov-loop");
+  // 1,500,000 × $2/M + 9,000 × $8/M + 20 × $0.025.
+  assert.equal(line?.["cost_usd"], "3.572");
+  // 21 turns × 200,000 at $2/M, 10,000 × $8/M, 20 × $0.025.
+  assert.ok(Number(line["reserved_usd"]) >= 8.98, `reserved ${String(line["reserved_usd"])}`);
+});
+
+test("service tiers billed above standard prices are refused, flex and default pass (review F4)", async () => {
+  answers.set(
+    "gpt-4.1",
+    chatAnswer("gpt-4.1-2025-04-14", { prompt_tokens: 10, completion_tokens: 5 }),
+  );
+  const before = received.length;
+  const body = { model: "gpt-4.1", max_tokens: 5, messages: [{ role: "user", content: "hi" }] };
+  const chatUrl = url("api.openai.com", "/v1/chat/completions");
+  const calls = await runCalls("cov-tier", [
+    { url: chatUrl, body: { ...body, service_tier: "priority" } },
+    { url: chatUrl, body: { ...body, service_tier: "flex" } },
+    { url: chatUrl, body: { ...body, service_tier: "default" } },
+  ]);
+  assert.deepEqual(
+    calls.map((c) => c.status),
+    [403, 200, 200],
+  );
+  assert.equal(received.length - before, 2, "the priority call never reached the provider");
+  const [refused] = meteredOf("cov-tier");
+  assert.equal(refused?.["deny_reason"], "model_price_unknown");
+  assert.equal(calls[0]?.body["decision"], "deny");
 });
 
 test("regional OpenAI hosts are metered as OpenAI, not tunnelled", async () => {

@@ -4,7 +4,9 @@ import { test } from "node:test";
 import { readLlmRequest, type LlmRequest } from "./llm-request.js";
 import type { ProviderId } from "./providers.js";
 
-type Expected = Partial<LlmRequest> & { usageInjected?: boolean };
+type Expected = { [K in keyof LlmRequest]?: LlmRequest[K] | undefined } & {
+  usageInjected?: boolean;
+};
 
 function body(value: unknown): Buffer {
   if (Buffer.isBuffer(value)) return value;
@@ -570,6 +572,60 @@ const readings: [string, ProviderId, string, string, unknown, Expected][] = [
     "/api/v1/chat/completions",
     { ...chat, model: "openai/gpt-4o:online" },
     { externalInput: true },
+  ],
+  // Predicted outputs: rejected prediction tokens are billed as output (review F1).
+  [
+    "a chat prediction: the bytes of its strings bound its tokens",
+    "openai",
+    "POST",
+    "/v1/chat/completions",
+    {
+      ...chat,
+      max_completion_tokens: 1,
+      prediction: { type: "content", content: " a".repeat(10) },
+    },
+    { maxOutputTokens: 1, predictionTokens: 7 + 20 },
+  ],
+  [
+    "a chat prediction in text parts, multi-byte",
+    "azure",
+    "POST",
+    "/openai/v1/chat/completions",
+    { ...chat, prediction: { type: "content", content: [{ type: "text", text: "日本" }] } },
+    { predictionTokens: 7 + 4 + 6 },
+  ],
+  [
+    "no prediction",
+    "openai",
+    "POST",
+    "/v1/chat/completions",
+    chat,
+    { predictionTokens: undefined },
+  ],
+  // Service tiers that may bill above the table (review F4).
+  ...(
+    [
+      ["default", undefined],
+      ["flex", undefined],
+      ["auto", undefined],
+      ["priority", "service_tier priority is billed above the standard prices"],
+      ["scale", "service_tier scale is billed above the standard prices"],
+    ] as const
+  ).map(([tier, why]): [string, ProviderId, string, string, unknown, Expected] => [
+    `service_tier ${tier}`,
+    "openai",
+    "POST",
+    "/v1/responses",
+    { model: "gpt-4.1", input: "hi", service_tier: tier },
+    { unpricedTier: why },
+  ]),
+  [
+    "Anthropic's standard_only tier is standard",
+    "anthropic",
+    "POST",
+    "/v1/messages",
+    { model: "claude-sonnet-4-5", max_tokens: 1, messages: [], service_tier: "standard_only" },
+    { unpricedTier: undefined },
   ],
 ];
 

@@ -32,6 +32,13 @@ export interface LlmRequest {
   readonly externalInput: boolean;
   /** Fee-charging server tools the request enables, or why they cannot be priced; absent: none. */
   readonly serverTools?: ServerToolFacts;
+  /**
+   * An upper bound on the tokens of a predicted output (chat `prediction`): OpenAI bills its
+   * rejected tokens at the output price, beyond `max_completion_tokens`. Absent: none.
+   */
+  readonly predictionTokens?: number;
+  /** Why the requested `service_tier` may bill above the table's prices; absent: it cannot. */
+  readonly unpricedTier?: string;
 }
 
 export type LlmRequestReading =
@@ -267,6 +274,46 @@ function withUsageOption(body: JsonObject): Buffer {
   return Buffer.from(JSON.stringify(rewritten), "utf8");
 }
 
+/**
+ * The UTF-8 bytes of every string in a chat request's `prediction`: its text (a string or text
+ * parts) is tokenized like the prompt, at most one token per byte (see inputTokenBound). The
+ * walk is iterative; the body's depth is already bounded.
+ */
+function predictionBytes(api: LlmApi, body: JsonObject): number | undefined {
+  if (api !== "chat_completions" || body.prediction === undefined || body.prediction === null) {
+    return undefined;
+  }
+  let bytes = 0;
+  const pending: unknown[] = [body.prediction];
+  while (pending.length > 0) {
+    const node = pending.pop();
+    if (typeof node === "string") bytes += Buffer.byteLength(node, "utf8");
+    else if (Array.isArray(node)) pending.push(...(node as unknown[]));
+    else if (isObject(node)) pending.push(...Object.values(node));
+  }
+  return bytes;
+}
+
+/**
+ * Tiers that standard prices bound: absent, `auto` and `default` run at standard rates, `flex`
+ * is cheaper (OpenAI), and Anthropic's `standard_only` is standard by its name. Any other tier
+ * (`priority`, `scale`…) may bill more than the table says, so the call cannot be priced.
+ */
+const STANDARD_PRICED_TIERS = new Set(["auto", "default", "flex", "standard_only"]);
+
+function unpricedTier(body: JsonObject): string | undefined {
+  const tier = body.service_tier;
+  if (tier === undefined || tier === null) return undefined;
+  if (typeof tier === "string" && STANDARD_PRICED_TIERS.has(tier)) return undefined;
+  const named = typeof tier === "string" ? tier.slice(0, 64) : typeof tier;
+  return `service_tier ${named} is billed above the standard prices`;
+}
+
+/** `{ key: value }`, or nothing when value is undefined (exactOptionalPropertyTypes). */
+function optional<K extends string, V>(key: K, value: V | undefined): Partial<Record<K, V>> {
+  return value === undefined ? {} : ({ [key]: value } as Record<K, V>);
+}
+
 function refuse(malformed: Malformed): LlmRequestReading {
   return { ok: false, why: malformed.why };
 }
@@ -332,6 +379,8 @@ export function readLlmRequest(
     imageCount: inputs.imageCount,
     externalInput: inputs.externalInput,
     serverTools: readServerTools(route.api, provider, parsed),
+    ...optional("predictionTokens", predictionBytes(route.api, parsed)),
+    ...optional("unpricedTier", unpricedTier(parsed)),
   };
   return { ok: true, request, forwardBody, usageInjected };
 }

@@ -84,6 +84,24 @@ const reservations: [string, ModelPricing, Parameters<typeof reservationNanoUsd>
     0,
   ],
   [
+    "extra output tokens (a prediction's) add to the limit of each of n completions",
+    gpt4oMini,
+    { inputTokens: 1_000, maxOutputTokens: 1, n: 2, extraOutputTokens: 40_000 },
+    150_000 + 2 + 2 * 40_001 * 600,
+  ],
+  [
+    "extra output tokens add to the model's limit when the request sets none",
+    gpt4oMini,
+    { inputTokens: 0, extraOutputTokens: 100 },
+    (16_384 + 100) * 600,
+  ],
+  [
+    "output turns multiply the output limit (a server-tool loop), input is the caller's",
+    gpt4oMini,
+    { inputTokens: 1_000, maxOutputTokens: 100, n: 1, outputTurns: 21 },
+    150_000 + 2 + 21 * 100 * 600,
+  ],
+  [
     "a worst case beyond 2^53 nano saturates, above any budget",
     gpt4oMini,
     { inputTokens: 1, maxOutputTokens: 1_000_000, n: 1e12 },

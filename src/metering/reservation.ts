@@ -92,6 +92,17 @@ export interface ReservationRequest {
   readonly mediaInput?: boolean | undefined;
   /** The most calls of each fee-charging server tool the request allows (server-tools.ts). */
   readonly toolCalls?: Readonly<Partial<Record<ToolFee, number>>> | undefined;
+  /**
+   * Output tokens per completion on top of the output limit: a predicted output (OpenAI
+   * `prediction`) whose rejected tokens are billed at the output price and are not counted by
+   * `max_completion_tokens`.
+   */
+  readonly extraOutputTokens?: number | undefined;
+  /**
+   * How many model turns the output limit applies to each (server-tool loops where each turn
+   * may emit up to the limit); 1 when the limit bounds the whole response.
+   */
+  readonly outputTurns?: number | undefined;
 }
 
 /**
@@ -152,21 +163,27 @@ function toolReservation(pricing: ModelPricing, request: ReservationRequest): bi
  * The nano-USD to reserve for a request: its input bound priced at the dearest input-side price
  * (input, cache read or cache write, and with media every modality's: we cannot know before the
  * call which tokens the cache will serve or store, or which are audio), plus its output limit × n
- * at the dearest output price (text, reasoning, audio, image, video), plus the table's
+ * at the dearest output price (text, reasoning, audio, image, video; the limit grows by
+ * `extraOutputTokens` and is multiplied by `outputTurns`), plus the table's
  * per-request fee and each server tool's call limit × its price. Without an output limit in the
  * request, the model's (`pricing.maxOutputTokens`), else DEFAULT_MAX_OUTPUT_TOKENS.
  *
  * It is ≥ `costNanoUsd` of every usage within the bounds (all prompt parts ≤ inputTokens, output
- * ≤ limit × n, tool calls ≤ their limits): every token is priced at most at the dearest price of
- * its side, and the rounding of separate components is covered by roundingSlackNano. A
- * reservation beyond Number.MAX_SAFE_INTEGER is returned as Number.MAX_SAFE_INTEGER, more than
+ * ≤ (limit + extra) × n × turns, tool calls ≤ their limits): every token is priced at most at the
+ * dearest price of its side, and the rounding of separate components is covered by
+ * roundingSlackNano. A reservation beyond Number.MAX_SAFE_INTEGER is returned as Number.MAX_SAFE_INTEGER, more than
  * any budget can hold.
  */
 export function reservationNanoUsd(pricing: ModelPricing, request: ReservationRequest): number {
   const inputTokens = BigInt(count("inputTokens", request.inputTokens));
   const limit = request.maxOutputTokens ?? pricing.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS;
+  const perChoice =
+    BigInt(count("maxOutputTokens", limit)) +
+    BigInt(count("extraOutputTokens", request.extraOutputTokens ?? 0));
   const outputTokens =
-    BigInt(count("maxOutputTokens", limit)) * BigInt(count("n", request.n ?? 1, 1));
+    perChoice *
+    BigInt(count("n", request.n ?? 1, 1)) *
+    BigInt(count("outputTurns", request.outputTurns ?? 1, 1));
   const input = componentNanoUsd(
     inputTokens,
     dearestInputPrice(pricing, request.mediaInput === true),

@@ -14,7 +14,7 @@ const cases: [string, LlmApi, ProviderId, Record<string, unknown>, ServerToolFac
     "anthropic_messages",
     "anthropic",
     { tools: [{ type: "web_search_20250305", name: "web_search", max_uses: 50 }] },
-    { ok: true, nanoPerCall: { web_search: CENT }, maxCalls: { web_search: 50 } },
+    { ok: true, nanoPerCall: { web_search: CENT }, maxCalls: { web_search: 50 }, modelTurns: 51 },
   ],
   [
     "Anthropic web search without max_uses is refused",
@@ -31,17 +31,42 @@ const cases: [string, LlmApi, ProviderId, Record<string, unknown>, ServerToolFac
     { ok: false, why: "web_search without max_uses: its cost cannot be bounded" },
   ],
   [
-    "Anthropic client tools and web fetch cost tokens only",
+    "Anthropic client tools cost tokens only, in one turn",
     "anthropic_messages",
     "anthropic",
     {
       tools: [
         { name: "get_weather", input_schema: { type: "object" } },
         { type: "bash_20250124", name: "bash" },
-        { type: "web_fetch_20250910", name: "web_fetch" },
       ],
     },
     { ok: true, nanoPerCall: {}, maxCalls: {} },
+  ],
+  [
+    "Anthropic web fetch costs tokens only, one turn more per use; web search's uses add up",
+    "anthropic_messages",
+    "anthropic",
+    {
+      tools: [
+        { type: "web_fetch_20250910", name: "web_fetch", max_uses: 3 },
+        { type: "web_search_20250305", name: "web_search", max_uses: 5 },
+      ],
+    },
+    { ok: true, nanoPerCall: { web_search: CENT }, maxCalls: { web_search: 5 }, modelTurns: 9 },
+  ],
+  [
+    "Anthropic web fetch without max_uses is refused: its turns cannot be bounded",
+    "anthropic_messages",
+    "anthropic",
+    { tools: [{ type: "web_fetch_20250910", name: "web_fetch" }] },
+    { ok: false, why: "web_fetch without max_uses: its cost cannot be bounded" },
+  ],
+  [
+    "Anthropic MCP connector is refused: its calls have no limit",
+    "anthropic_messages",
+    "anthropic",
+    { mcp_servers: [{ type: "url", url: "https://x", name: "x" }] },
+    { ok: false, why: "mcp_servers: their tool calls have no limit" },
   ],
   [
     "Anthropic code execution (billed by container time) is refused",
@@ -55,7 +80,7 @@ const cases: [string, LlmApi, ProviderId, Record<string, unknown>, ServerToolFac
     "responses",
     "openai",
     { tools: [{ type: "web_search" }], max_tool_calls: 4 },
-    { ok: true, nanoPerCall: { web_search: CENT }, maxCalls: { web_search: 4 } },
+    { ok: true, nanoPerCall: { web_search: CENT }, maxCalls: { web_search: 4 }, modelTurns: 5 },
   ],
   [
     "Responses web_search_preview at its dearer rate, file search beside it, the shared limit for each",
@@ -66,6 +91,7 @@ const cases: [string, LlmApi, ProviderId, Record<string, unknown>, ServerToolFac
       ok: true,
       nanoPerCall: { web_search: 2.5 * CENT, file_search: CENT / 4 },
       maxCalls: { web_search: 3, file_search: 3 },
+      modelTurns: 4,
     },
   ],
   [
@@ -97,7 +123,14 @@ const cases: [string, LlmApi, ProviderId, Record<string, unknown>, ServerToolFac
     { ok: false, why: "server tool web_search has no known price or bound" },
   ],
   [
-    "Responses function and MCP tools cost tokens only",
+    "Responses function tools cost tokens only, in one turn",
+    "responses",
+    "openai",
+    { tools: [{ type: "function", name: "f" }] },
+    { ok: true, nanoPerCall: {}, maxCalls: {} },
+  ],
+  [
+    "Responses MCP costs tokens only, one turn more per call",
     "responses",
     "openai",
     {
@@ -105,8 +138,16 @@ const cases: [string, LlmApi, ProviderId, Record<string, unknown>, ServerToolFac
         { type: "function", name: "f" },
         { type: "mcp", server_url: "https://x" },
       ],
+      max_tool_calls: 6,
     },
-    { ok: true, nanoPerCall: {}, maxCalls: {} },
+    { ok: true, nanoPerCall: {}, maxCalls: {}, modelTurns: 7 },
+  ],
+  [
+    "Responses MCP without max_tool_calls is refused: its turns cannot be bounded",
+    "responses",
+    "openai",
+    { tools: [{ type: "mcp", server_url: "https://x" }] },
+    { ok: false, why: "built-in tools without max_tool_calls: their cost cannot be bounded" },
   ],
   [
     "Gemini Google Search grounding is refused",
@@ -116,11 +157,25 @@ const cases: [string, LlmApi, ProviderId, Record<string, unknown>, ServerToolFac
     { ok: false, why: "Gemini tool googleSearch has no known price or bound" },
   ],
   [
-    "Gemini code execution, URL context and functions cost tokens only",
+    "Gemini functions cost tokens only",
     "gemini_stream",
     "vertex",
-    { tools: [{ codeExecution: {} }, { urlContext: {} }, { functionDeclarations: [] }] },
+    { tools: [{ functionDeclarations: [] }, { function_declarations: [] }] },
     { ok: true, nanoPerCall: {}, maxCalls: {} },
+  ],
+  [
+    "Gemini code execution is refused: its loop has no limit to set",
+    "gemini_stream",
+    "vertex",
+    { tools: [{ functionDeclarations: [] }, { codeExecution: {} }] },
+    { ok: false, why: "Gemini tool codeExecution has no known price or bound" },
+  ],
+  [
+    "Gemini URL context is refused the same way",
+    "gemini_generate",
+    "gemini",
+    { tools: [{ url_context: {} }] },
+    { ok: false, why: "Gemini tool url_context has no known price or bound" },
   ],
   [
     "a chat completions tool that is not a function is refused",
@@ -134,14 +189,14 @@ const cases: [string, LlmApi, ProviderId, Record<string, unknown>, ServerToolFac
     "chat_completions",
     "openai",
     { model: "gpt-4o-search-preview", messages: [] },
-    { ok: true, nanoPerCall: {}, maxCalls: {}, fixedNano: 5 * CENT },
+    { ok: true, nanoPerCall: {}, maxCalls: {}, fixedNano: 5 * CENT, modelTurns: 2 },
   ],
   [
     "OpenAI chat with web_search_options: the same",
     "chat_completions",
     "openai",
     { model: "gpt-5", web_search_options: {}, messages: [] },
-    { ok: true, nanoPerCall: {}, maxCalls: {}, fixedNano: 5 * CENT },
+    { ok: true, nanoPerCall: {}, maxCalls: {}, fixedNano: 5 * CENT, modelTurns: 2 },
   ],
   [
     "web_search_options on another host is refused",

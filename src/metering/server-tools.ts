@@ -42,6 +42,12 @@ export type ServerToolFacts =
       readonly maxCalls: Readonly<Partial<Record<ToolFee, number>>>;
       /** A fee the request costs whatever its usage says (chat search models), nano-USD. */
       readonly fixedNano?: number;
+      /**
+       * Set when a tool runs on the provider's side: the most model turns the provider may run
+       * for this one request (tool-call limit + 1). Each turn reads the whole context again and
+       * is billed for it, so the input bound is the context window × this.
+       */
+      readonly modelTurns?: number;
     }
   | { readonly ok: false; readonly why: string };
 
@@ -53,11 +59,15 @@ function isObject(value: unknown): value is JsonObject {
 
 /** How one tool entry is billed. */
 type ToolRule =
-  | { readonly kind: "free" }
+  | { readonly kind: "client" }
+  | { readonly kind: "server" }
   | { readonly kind: "fee"; readonly fee: ToolFee; readonly nanoPerCall: number }
   | { readonly kind: "refused"; readonly why: string };
 
-const FREE: ToolRule = { kind: "free" };
+// CLIENT: run by the client, results come back in a later request. SERVER: run by the provider
+// in a loop inside this request, with no fee beyond tokens.
+const CLIENT: ToolRule = { kind: "client" };
+const SERVER: ToolRule = { kind: "server" };
 const perCall = (name: ToolFee, nanoPerCall: number): ToolRule => ({
   kind: "fee",
   fee: name,
@@ -74,15 +84,16 @@ const ANTHROPIC_CLIENT_TOOL = /^(?:custom$|bash_|text_editor_|computer_|memory_)
 
 function anthropicRule(tool: JsonObject): ToolRule {
   const type = tool.type;
-  if (type === undefined || type === null) return FREE;
+  if (type === undefined || type === null) return CLIENT;
   if (typeof type !== "string") return { kind: "refused", why: "a tool type must be a string" };
-  if (ANTHROPIC_CLIENT_TOOL.test(type) || type.startsWith("web_fetch_")) return FREE;
+  if (ANTHROPIC_CLIENT_TOOL.test(type)) return CLIENT;
+  if (type.startsWith("web_fetch_")) return SERVER;
   if (type.startsWith("web_search_")) return perCall("web_search", ANTHROPIC_WEB_SEARCH_NANO);
   return unbounded(type);
 }
 
-// Responses tools the client runs, and `mcp` (remote MCP: billed as tokens only).
-const OPENAI_FREE_TOOLS = new Set([
+// Responses tools the client runs.
+const OPENAI_CLIENT_TOOLS = new Set([
   "function",
   "custom",
   "computer_use_preview",
@@ -90,7 +101,6 @@ const OPENAI_FREE_TOOLS = new Set([
   "local_shell",
   "shell",
   "apply_patch",
-  "mcp",
 ]);
 
 /** A tool's `type` for a message: the string, or what kind of value it is instead. */
@@ -101,7 +111,9 @@ function typeName(type: unknown): string {
 
 function openAiResponsesRule(provider: ProviderId, tool: JsonObject): ToolRule {
   const type = typeName(tool.type);
-  if (OPENAI_FREE_TOOLS.has(type)) return FREE;
+  if (OPENAI_CLIENT_TOOLS.has(type)) return CLIENT;
+  // Remote MCP: OpenAI calls the server and feeds its answers back, billed as tokens only.
+  if (type === "mcp") return SERVER;
   // Only OpenAI's own prices are known; Azure and others bill these tools differently.
   if (provider === "openai") {
     if (type === "web_search" || /^web_search_\d{4}_\d{2}_\d{2}$/.test(type)) {
@@ -117,24 +129,17 @@ function openAiResponsesRule(provider: ProviderId, tool: JsonObject): ToolRule {
   return unbounded(type);
 }
 
-// Gemini tool keys that cost tokens only: function declarations run on the client; code
-// execution and URL context are billed as tokens (ai.google.dev/gemini-api/docs/pricing).
-const GEMINI_FREE_KEYS = new Set([
-  "functionDeclarations",
-  "function_declarations",
-  "codeExecution",
-  "code_execution",
-  "urlContext",
-  "url_context",
-]);
+// Gemini tool keys the client runs: function declarations.
+const GEMINI_CLIENT_KEYS = new Set(["functionDeclarations", "function_declarations"]);
 
 function geminiRule(tool: JsonObject): ToolRule {
-  // Google Search grounding is billed per prompt or per search query (by model generation),
-  // with no limit the request can set: refused, like every key not known to be free.
-  const paid = Object.keys(tool).find((key) => !GEMINI_FREE_KEYS.has(key));
-  return paid === undefined
-    ? FREE
-    : { kind: "refused", why: `Gemini tool ${paid} has no known price or bound` };
+  // Google Search grounding is billed per search, code execution and URL context as tokens of
+  // a loop the provider runs (ai.google.dev/gemini-api/docs/pricing): none has a limit the
+  // request can set, so none can be bounded and all are refused.
+  const server = Object.keys(tool).find((key) => !GEMINI_CLIENT_KEYS.has(key));
+  return server === undefined
+    ? CLIENT
+    : { kind: "refused", why: `Gemini tool ${server} has no known price or bound` };
 }
 
 function ruleFor(api: LlmApi, provider: ProviderId, tool: unknown): ToolRule {
@@ -150,7 +155,7 @@ function ruleFor(api: LlmApi, provider: ProviderId, tool: unknown): ToolRule {
     default:
       // Chat completions and the OpenAI-compatible hosts: only tools the client runs.
       return tool.type === undefined || tool.type === "function" || tool.type === "custom"
-        ? FREE
+        ? CLIENT
         : unbounded(typeName(tool.type));
   }
 }
@@ -167,7 +172,14 @@ function chatSearch(provider: ProviderId, body: JsonObject): ServerToolFacts | u
   if (provider !== "openai") {
     return { ok: false, why: "web_search_options has no known price on this host" };
   }
-  return { ok: true, nanoPerCall: {}, maxCalls: {}, fixedNano: OPENAI_CHAT_SEARCH_NANO };
+  // One search, then the answer: two turns.
+  return {
+    ok: true,
+    nanoPerCall: {},
+    maxCalls: {},
+    fixedNano: OPENAI_CHAT_SEARCH_NANO,
+    modelTurns: 2,
+  };
 }
 
 /** A call limit field: a non-negative safe integer, else undefined (no bound). */
@@ -175,12 +187,50 @@ function limit(value: unknown): number | undefined {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
 }
 
+/** What the tools of one body add up to, before the per-API call limits are applied. */
+interface ToolTally {
+  readonly nanoPerCall: Partial<Record<ToolFee, number>>;
+  readonly maxCalls: Partial<Record<ToolFee, number>>;
+  /** A tool runs on the provider's side (with or without a fee). */
+  server: boolean;
+  /** Anthropic: the sum of the server tools' `max_uses`, each tool's calls being its own. */
+  uses: number;
+}
+
+function tallyTools(
+  api: LlmApi,
+  provider: ProviderId,
+  tools: readonly unknown[],
+): ToolTally | { readonly why: string } {
+  const tally: ToolTally = { nanoPerCall: {}, maxCalls: {}, server: false, uses: 0 };
+  for (const tool of tools) {
+    const rule = ruleFor(api, provider, tool);
+    if (rule.kind === "refused") return { why: rule.why };
+    if (rule.kind === "client") continue;
+    tally.server = true;
+    const name = rule.kind === "fee" ? rule.fee : "web_fetch";
+    if (rule.kind === "fee") {
+      tally.nanoPerCall[rule.fee] = Math.max(tally.nanoPerCall[rule.fee] ?? 0, rule.nanoPerCall);
+    }
+    if (api !== "anthropic_messages") continue;
+    // Anthropic: a free server tool (web fetch) still needs `max_uses`, for the turns it adds.
+    const uses = limit(isObject(tool) ? tool.max_uses : undefined);
+    if (uses === undefined) {
+      return { why: `${name} without max_uses: its cost cannot be bounded` };
+    }
+    if (rule.kind === "fee") tally.maxCalls[rule.fee] = (tally.maxCalls[rule.fee] ?? 0) + uses;
+    tally.uses += uses;
+  }
+  return tally;
+}
+
 /**
- * The server-tool facts of one request body. Anthropic bounds each web search tool by its own
+ * The server-tool facts of one request body. Anthropic bounds each server tool by its own
  * `max_uses`; the Responses API bounds all built-in tool calls together by `max_tool_calls`,
  * which is reserved for each fee-charging tool enabled (any one of them could take all the
  * calls; reserving each is more than the worst case, never less). Without the bound, the
- * request is refused.
+ * request is refused. A server tool also makes the provider run the model again after each
+ * call, so the facts carry the most model turns: the call limit + 1.
  */
 export function readServerTools(
   api: LlmApi,
@@ -189,23 +239,18 @@ export function readServerTools(
 ): ServerToolFacts {
   const search = api === "chat_completions" ? chatSearch(provider, body) : undefined;
   if (search?.ok === false) return search;
-  const tools = Array.isArray(body.tools) ? (body.tools as unknown[]) : [];
-  const nanoPerCall: Partial<Record<ToolFee, number>> = {};
-  const maxCalls: Partial<Record<ToolFee, number>> = {};
-  for (const tool of tools) {
-    const rule = ruleFor(api, provider, tool);
-    if (rule.kind === "refused") return { ok: false, why: rule.why };
-    if (rule.kind === "free") continue;
-    nanoPerCall[rule.fee] = Math.max(nanoPerCall[rule.fee] ?? 0, rule.nanoPerCall);
-    if (api === "anthropic_messages") {
-      const uses = limit(isObject(tool) ? tool.max_uses : undefined);
-      if (uses === undefined) {
-        return { ok: false, why: `${rule.fee} without max_uses: its cost cannot be bounded` };
-      }
-      maxCalls[rule.fee] = (maxCalls[rule.fee] ?? 0) + uses;
-    }
+  // Anthropic's MCP connector: the provider calls the servers in a loop with no limit to set.
+  const mcp = body.mcp_servers;
+  if (api === "anthropic_messages" && (Array.isArray(mcp) ? mcp.length > 0 : isObject(mcp))) {
+    return { ok: false, why: "mcp_servers: their tool calls have no limit" };
   }
-  if (api === "responses" && Object.keys(nanoPerCall).length > 0) {
+  const tools = Array.isArray(body.tools) ? (body.tools as unknown[]) : [];
+  const tally = tallyTools(api, provider, tools);
+  if ("why" in tally) return { ok: false, why: tally.why };
+  const { nanoPerCall, maxCalls } = tally;
+  let modelTurns = search?.modelTurns;
+  if (api === "anthropic_messages" && tally.server) modelTurns = tally.uses + 1;
+  if (api === "responses" && tally.server) {
     const calls = limit(body.max_tool_calls);
     if (calls === undefined) {
       return {
@@ -214,10 +259,12 @@ export function readServerTools(
       };
     }
     for (const fee of Object.keys(nanoPerCall) as ToolFee[]) maxCalls[fee] = calls;
+    modelTurns = calls + 1;
   }
+  const turns = modelTurns === undefined ? {} : { modelTurns };
   return search === undefined
-    ? { ok: true, nanoPerCall, maxCalls }
-    : { ...search, nanoPerCall, maxCalls };
+    ? { ok: true, nanoPerCall, maxCalls, ...turns }
+    : { ...search, nanoPerCall, maxCalls, ...turns };
 }
 
 /**

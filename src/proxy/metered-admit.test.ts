@@ -323,11 +323,103 @@ test("admit reserves a server tool's worst case: Anthropic web search, max_uses 
   assert.ok(admission.admitted);
   const { billing } = admission.call;
   assert.ok(billing !== undefined);
-  // 50 searches at 10,000,000 nano-USD each on top of the tokens: input bound by the context
-  // window (search results come in as input) at the dearest input price, 10 output tokens.
+  // 50 searches at 10,000,000 nano-USD each on top of the tokens; up to 51 model turns, each
+  // billed for the whole context window (search results come in as input) at the dearest input
+  // price, and each emitting up to max_tokens (10) of output.
   assert.deepEqual(billing.pricing.toolNanoPerCall, { web_search: 10_000_000 });
-  assert.equal(billing.reservedNano, 1000 * 1250 + 2 + 10 * 2000 + 50 * 10_000_000);
+  assert.equal(billing.reservedNano, 51 * 1000 * 1250 + 2 + 51 * 10 * 2000 + 50 * 10_000_000);
 });
+
+test("admit bounds a server-tool loop's input by the window × (max_tool_calls + 1) (review F2)", async () => {
+  // The review's call: o4-mini-deep-research, web_search_preview, max_tool_calls 20,
+  // max_output_tokens 10,000; the provider reported 1,500,000 input tokens on a 200K window.
+  const s = setup({ contextWindow: 200_000, budgetNano: 100_000_000_000 });
+  const body = {
+    model: "gpt-test",
+    input: "research",
+    tools: [{ type: "web_search_preview" }],
+    max_tool_calls: 20,
+    max_output_tokens: 10_000,
+  };
+  const admission = await admit(s.ports, request(body, { path: "/v1/responses" }));
+  assert.ok(admission.admitted);
+  const reserved = admission.call.billing?.reservedNano ?? 0;
+  // 21 turns × 200,000 tokens at 1,250 nano; max_output_tokens bounds the whole response, once;
+  // 20 searches at 25,000,000 nano.
+  assert.equal(reserved, 21 * 200_000 * 1250 + 2 + 10_000 * 2000 + 20 * 25_000_000);
+  // What the provider billed in the review, at these prices, fits under it.
+  assert.ok(reserved >= 1_500_000 * 1250 + 10_000 * 2000 + 20 * 25_000_000);
+});
+
+test("admit: MCP in Responses is a server-tool loop too: one turn per call, plus one", async () => {
+  const s = setup({ contextWindow: 1000 });
+  const body = {
+    model: "gpt-test",
+    input: "hi",
+    tools: [{ type: "mcp", server_url: "https://mcp.example", server_label: "x" }],
+    max_tool_calls: 3,
+  };
+  const admission = await admit(s.ports, request(body, { path: "/v1/responses" }));
+  assert.ok(admission.admitted);
+  // No max_output_tokens: the model's own limit (1,000) may be spent in each of the 4 turns.
+  assert.equal(admission.call.billing?.reservedNano, 4 * 1000 * 1250 + 2 + 4 * 1000 * 2000);
+});
+
+test("admit reserves a predicted output's rejected tokens at the output price (review F1)", async () => {
+  const s = setup();
+  const prediction = { type: "content", content: " a".repeat(20_000) };
+  const body = chat({ max_tokens: undefined, max_completion_tokens: 1, prediction });
+  const bytes = Buffer.byteLength(JSON.stringify(body));
+  const admission = await admit(s.ports, request(body));
+  assert.ok(admission.admitted);
+  // The provider reported completion_tokens 20,001 (20,000 rejected prediction tokens): the
+  // output bound is max_completion_tokens + the prediction's strings: 40,000 bytes of content
+  // and 7 of its type, "content".
+  const reserved = admission.call.billing?.reservedNano ?? 0;
+  assert.equal(reserved, (bytes + 4096) * 1250 + 2 + (1 + 40_007) * 2000);
+  assert.ok(reserved >= 20 * 1000 + 20_001 * 2000);
+});
+
+test("admit: a prediction given as text parts, with n choices, counts per choice", async () => {
+  const s = setup();
+  const prediction = { type: "content", content: [{ type: "text", text: "héllo" }] };
+  const body = chat({ max_tokens: 2, n: 3, prediction });
+  const bytes = Buffer.byteLength(JSON.stringify(body));
+  const admission = await admit(s.ports, request(body));
+  assert.ok(admission.admitted);
+  // "héllo" is 6 bytes, "text" and "content" 4 and 7: every string counts, as a superset.
+  assert.equal(
+    admission.call.billing?.reservedNano,
+    (bytes + 4096) * 1250 + 2 + 3 * (2 + 17) * 2000,
+  );
+});
+
+const tiers: [unknown, boolean][] = [
+  [undefined, true],
+  [null, true],
+  ["auto", true],
+  ["default", true],
+  ["flex", true],
+  ["priority", false],
+  ["scale", false],
+  [1, false],
+];
+
+for (const [tier, admitted] of tiers) {
+  test(`admit: service_tier ${JSON.stringify(tier)} is ${admitted ? "admitted" : "refused: its price is unknown"} (review F4)`, async () => {
+    const s = setup();
+    const admission = await admit(s.ports, request(chat({ service_tier: tier })));
+    assert.equal(admission.admitted, admitted);
+    if (admission.admitted) return;
+    assert.equal(admission.refusal.reason, "model_price_unknown");
+    assert.match(
+      admission.refusal.error ?? "",
+      /^service_tier .* is billed above the standard prices$/,
+    );
+    assert.deepEqual(admission.refusal.metered, { model: "gpt-test" });
+    assert.equal(s.ledger.reserves.length, 0);
+  });
+}
 
 test("admit refuses a server tool it cannot bound: model_price_unknown, nothing reserved", async () => {
   const s = setup();

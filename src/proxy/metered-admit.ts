@@ -164,6 +164,10 @@ async function reserveFor(
   if (!tools.ok) {
     return { reason: "model_price_unknown", provider, error: tools.why, metered: { model } };
   }
+  if (request.unpricedTier !== undefined) {
+    const error = request.unpricedTier;
+    return { reason: "model_price_unknown", provider, error, metered: { model } };
+  }
   await ports.prices.ready();
   const at = ports.now();
   const modelPricing = ports.prices.pricing(provider, model, at);
@@ -171,12 +175,9 @@ async function reserveFor(
     return { reason: "model_price_unknown", provider, metered: { model } };
   }
   const pricing = withToolPrices(modelPricing, tools);
-  // Content stored elsewhere (and audio, video, PDFs) costs tokens the body's bytes do not
-  // bound: the model's context window is then the only honest bound. Images get a fixed
-  // per-image allowance on top of their bytes.
-  const inputTokens = request.externalInput
-    ? ports.prices.contextWindow(provider, model, at)
-    : inputTokenBound(request.inputBytes, request.imageCount);
+  const inputTokens = inputBound(request, tools.modelTurns, () =>
+    ports.prices.contextWindow(provider, model, at),
+  );
   if (inputTokens === undefined) {
     return {
       reason: "model_price_unknown",
@@ -191,6 +192,8 @@ async function reserveFor(
     n: request.n,
     mediaInput: request.hasImages || request.externalInput,
     toolCalls: tools.maxCalls,
+    extraOutputTokens: request.predictionTokens,
+    outputTurns: outputTurns(request, tools.modelTurns),
   });
   let reserved;
   try {
@@ -218,6 +221,40 @@ async function reserveFor(
     };
   }
   return { model, pricing, reservationId: reserved.id, reservedNano };
+}
+
+/**
+ * An upper bound on the input tokens of a call, undefined when none can be computed. Content
+ * stored elsewhere (and audio, video, PDFs) costs tokens the body's bytes do not bound: the
+ * model's context window is then the only honest bound. Images get a fixed per-image allowance
+ * on top of their bytes. A server tool makes the provider run the model once more after each
+ * call, each turn billed for the whole context again: the window × the most turns.
+ */
+function inputBound(
+  request: LlmRequest,
+  modelTurns: number | undefined,
+  contextWindow: () => number | undefined,
+): number | undefined {
+  if (!request.externalInput && modelTurns === undefined) {
+    return inputTokenBound(request.inputBytes, request.imageCount);
+  }
+  const window = contextWindow();
+  if (window === undefined) return undefined;
+  return Math.min(window * (modelTurns ?? 1), Number.MAX_SAFE_INTEGER);
+}
+
+/**
+ * How many times the output limit can be spent. Each turn of a server-tool loop emits output
+ * (the tool call, its reasoning, the answer), and a per-completion limit (`max_tokens`,
+ * `max_completion_tokens`, or the model's own maximum when the request sets none) is not
+ * documented to cap the loop as a whole, so it counts once per turn. The Responses API's
+ * `max_output_tokens` is documented as the bound of the whole response, "including visible
+ * output tokens and reasoning tokens", across its tool calls: when the request sets it, once.
+ */
+function outputTurns(request: LlmRequest, modelTurns: number | undefined): number {
+  if (modelTurns === undefined) return 1;
+  if (request.api === "responses" && request.maxOutputTokens !== undefined) return 1;
+  return modelTurns;
 }
 
 export function messageOf(err: unknown): string {
