@@ -51,6 +51,27 @@ const GEMINI_APIS: Readonly<Record<string, LlmApi>> = {
 // Azure OpenAI routes by deployment; the body's `model`, if any, is ignored by Azure itself.
 const AZURE_DEPLOYMENT = /^\/openai\/deployments\/([^/]+)(\/.*)$/;
 
+// An encoded slash, backslash or dot in the path, in either case.
+const ENCODED_SEPARATOR = /%(?:2f|5c|2e)/i;
+
+/**
+ * Why a request target is refused on a metered host before it is routed, or undefined. We route
+ * by the decoded, normalized path, but the provider receives the raw bytes and may decode and
+ * resolve them in another order (`/deployments/gpt-4o-mini%2F..%2Fo3-pro/…` is `gpt-4o-mini` to
+ * one reading and `o3-pro` to another): a path whose meaning depends on that order is refused,
+ * since no API needs an encoded separator, a backslash or a dot segment in its path.
+ */
+export function pathTrick(target: string): string | undefined {
+  const withoutOrigin = target.replace(/^https?:\/\/[^/?#]*/i, "");
+  const path = withoutOrigin.split(/[?#]/, 1)[0] ?? "";
+  if (ENCODED_SEPARATOR.test(path)) return "the path has an encoded slash, backslash or dot";
+  if (path.includes("\\")) return "the path has a backslash";
+  if (path.split("/").some((segment) => segment === "." || segment === "..")) {
+    return "the path has a dot segment";
+  }
+  return undefined;
+}
+
 /**
  * Splits a request target into a normalized pathname and its query. The pathname is decoded and
  * normalized before matching so that an encoded or dotted spelling of a billable path

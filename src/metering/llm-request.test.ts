@@ -199,6 +199,14 @@ const readings: [string, ProviderId, string, string, unknown, Expected][] = [
     { api: "embeddings", model: "embed-small" },
   ],
   [
+    "Azure AI model inference (serverless endpoint): the model is in the body",
+    "azure",
+    "POST",
+    "/chat/completions?api-version=2024-05-01-preview",
+    { ...chat, max_tokens: 100 },
+    { api: "chat_completions", model: "gpt-4o-mini", maxOutputTokens: 100 },
+  ],
+  [
     "Vertex AI Gemini: the model is in the path, priced as Gemini",
     "vertex",
     "POST",
@@ -352,20 +360,20 @@ const readings: [string, ProviderId, string, string, unknown, Expected][] = [
     { api: "chat_completions" },
   ],
   [
-    "an encoded slash",
+    "encoded separators in the query are not the path's",
     "openai",
     "POST",
-    "/v1/chat%2Fcompletions",
+    "/v1/chat/completions?after=a%2F..%2Fb",
     chat,
     { api: "chat_completions" },
   ],
   [
-    "dot segments",
-    "openai",
+    "a dot inside a segment is not a dot segment",
+    "azure",
     "POST",
-    "/v1/files/../chat/completions",
+    "/openai/deployments/gpt-4.1..mini/chat/completions",
     chat,
-    { api: "chat_completions" },
+    { model: "gpt-4.1..mini" },
   ],
   [
     "a trailing slash and a doubled slash",
@@ -681,6 +689,27 @@ const refusals: [string, ProviderId, string, unknown][] = [
     "/api/v1/chat/completions",
     { ...chat, model: "openai/gpt-4o-mini", models: ["openai/gpt-4o-mini", "openai/o1-pro"] },
   ],
+  // A path the provider may decode or resolve otherwise than we do (review F5).
+  ["an encoded slash", "openai", "/v1/chat%2Fcompletions", chat],
+  [
+    "an Azure deployment hidden behind encoded dot segments",
+    "azure",
+    "/openai/deployments/gpt-4o-mini%2F..%2Fo3-pro/chat/completions?api-version=2024-10-21",
+    chat,
+  ],
+  ["a lower-case encoded slash", "azure", "/openai/deployments/a%2f..%2fb/chat/completions", chat],
+  ["an encoded dot", "openai", "/v1/x/%2E%2e/chat/completions", chat],
+  ["an encoded backslash", "azure", "/openai/deployments/a%5C..%5cb/chat/completions", chat],
+  ["a backslash", "azure", "/openai/deployments/a\\..\\b/chat/completions", chat],
+  ["dot segments", "openai", "/v1/files/../chat/completions", chat],
+  ["a single-dot segment", "openai", "/v1/./chat/completions", chat],
+  ["a trailing dot segment", "openai", "/v1/chat/completions/..", chat],
+  [
+    "dot segments in an absolute-form target",
+    "openai",
+    "https://api.openai.com/v1/files/../chat/completions",
+    chat,
+  ],
   [
     "an OpenRouter models list that is not text",
     "openrouter",
@@ -696,6 +725,17 @@ for (const [name, provider, path, payload] of refusals) {
     assert.ok(reading.why.length > 0);
   });
 }
+
+test("readLlmRequest refuses a path trick on a call it would not otherwise read", () => {
+  for (const [method, path] of [
+    ["GET", "/v1/models/%2E%2E/files"],
+    ["GET", "/v1/files/../models"],
+    ["DELETE", "/openai/deployments/a%2Fb"],
+  ] as const) {
+    const reading = readLlmRequest("openai", method, path, Buffer.alloc(0));
+    assert.equal(reading.ok, false, `${method} ${path}`);
+  }
+});
 
 test("readLlmRequest refuses invalid UTF-8 rather than guessing", () => {
   const bytes = Buffer.concat([

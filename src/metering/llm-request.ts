@@ -4,7 +4,7 @@
  * proxy reserves the worst-case cost from these facts. Pure: no I/O, no clock.
  */
 import { checkJsonShape } from "./json-shape.js";
-import { routeLlmPath, type LlmApi, type LlmRoute } from "./llm-api-path.js";
+import { pathTrick, routeLlmPath, type LlmApi, type LlmRoute } from "./llm-api-path.js";
 import type { ProviderId } from "./providers.js";
 import { scanRequestInputs } from "./request-inputs.js";
 import { readServerTools, type ServerToolFacts } from "./server-tools.js";
@@ -347,6 +347,8 @@ export function readLlmRequest(
   body: Buffer,
   maxBodyBytes: number = DEFAULT_MAX_REQUEST_BODY_BYTES,
 ): LlmRequestReading {
+  const trick = pathTrick(path);
+  if (trick !== undefined) return { ok: false, why: trick };
   const route = routeLlmPath(provider, method, path);
   if (route.api === "other") return passThrough(provider, body);
   if (body.length > maxBodyBytes) {

@@ -51,10 +51,21 @@ export const METERED_HOSTS: readonly MeteredHost[] = Object.freeze([
   { pattern: "*.openai.azure.com", provider: "azure" },
   { pattern: "*.cognitiveservices.azure.com", provider: "azure" },
   { pattern: "*.services.ai.azure.com", provider: "azure" },
+  // Azure OpenAI in the US Government and China clouds: the same API as *.openai.azure.com.
+  { pattern: "*.openai.azure.us", provider: "azure" },
+  { pattern: "*.openai.azure.cn", provider: "azure" },
+  // Azure AI model inference (serverless and managed endpoints): OpenAI-compatible chat with the
+  // model in the body, so a priced model is metered and any other is refused, never tunnelled.
+  { pattern: "*.models.ai.azure.com", provider: "azure" },
+  { pattern: "*.inference.ai.azure.com", provider: "azure" },
   // Vertex AI: the global host and the regional ones. Only Gemini's generateContent paths are
   // read and priced (llm-api-path.ts); any other POST there is refused as unpriced.
   { pattern: "aiplatform.googleapis.com", provider: "vertex" },
   { pattern: "*-aiplatform.googleapis.com", provider: "vertex" },
+  // Google's mutual-TLS endpoints serve the same APIs at the same prices as the hosts above.
+  { pattern: "generativelanguage.mtls.googleapis.com", provider: "gemini" },
+  { pattern: "aiplatform.mtls.googleapis.com", provider: "vertex" },
+  { pattern: "*-aiplatform.mtls.googleapis.com", provider: "vertex" },
 ]);
 
 const EXACT = new Map<string, ProviderId>(
