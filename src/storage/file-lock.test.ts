@@ -48,14 +48,18 @@ test("LinkedFileLock: a lock left by a dead process is taken over; a dead stamp 
 test("LinkedFileLock and withFileLock exclude each other across processes", async () => {
   const dir = freshDir();
   const path = join(dir, ".lock");
-  // The child takes the lock the O_EXCL way, says so, holds it 300 ms, and prints when it let go.
+  // The child takes the lock the O_EXCL way, says so, holds it 300 ms, and prints the last
+  // instant it still held it (read before letting go: a time read after could come later than
+  // the parent's entry, which is the race this test once lost).
   const script = `
     import { withFileLock } from ${JSON.stringify(join(import.meta.dirname, "file-lock.ts"))};
+    let lastHeld = 0;
     withFileLock(${JSON.stringify(path)}, () => {
       process.stdout.write("held\\n");
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+      lastHeld = Date.now();
     });
-    process.stdout.write("released " + Date.now() + "\\n");
+    process.stdout.write("released " + lastHeld + "\\n");
   `;
   const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script]);
   let out = "";
