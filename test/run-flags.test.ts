@@ -89,3 +89,16 @@ test("run --no-session writes no session folder, and the run is still audited", 
   assert.equal(folders.length, 1);
   assert.ok(existsSync(join(t.home, "sessions", folders[0] ?? "", "session.json")));
 });
+
+test("run --isolate --port is refused (exit 2): an isolated run's proxy has no TCP port", () => {
+  const marker = join(t.root, "started-port");
+  const r = spawnSync(
+    process.execPath,
+    [CLI, "run", "--isolate", "--port", "18123", "--", "touch", marker],
+    { env: { ...t.env, VALLIGNUS_TOKEN: t.token }, encoding: "utf8" },
+  );
+  assert.equal(r.status, 2, r.stderr);
+  assert.equal(errorCode(r.stderr), "ERR_CLI_USAGE", r.stderr);
+  assert.match(r.stderr, /--port has no use with --isolate/);
+  assert.equal(existsSync(marker), false, "the command never ran");
+});

@@ -73,6 +73,11 @@ const run: CommandHandler<FlagsOf<typeof RUN>> = (ctx, { flags, operands: comman
       "run: no token; set VALLIGNUS_TOKEN or pass --token",
     );
   }
+  if (flags.isolate === true && flags.port !== undefined)
+    throw usageError(
+      "ERR_CLI_USAGE",
+      "run: --port has no use with --isolate (the isolated run's proxy has no TCP port, only the run's own socket)",
+    );
   const options = {
     token: token.trim(),
     command,
