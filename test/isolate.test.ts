@@ -86,6 +86,7 @@ const supervisor = Number(readFileSync("./supervisor.pid", "utf8"));
 out.usr1Supervisor = attempt(() => process.kill(supervisor, "SIGUSR1"));
 out.killSupervisor = attempt(() => process.kill(supervisor, "SIGKILL"));
 out.usr1Pid1 = attempt(() => process.kill(1, "SIGUSR1"));
+// Nothing to wait for if it works: give an inspector the time it would take to open.
 await new Promise((r) => setTimeout(r, 500));
 out.inspector = await reach(undefined, 9229);
 out.inheritedFd = attempt(() => readdirSync("/proc/self/fd/200/keys").join(","));
@@ -93,8 +94,9 @@ out.dev = readdirSync("/dev").join(",");
 out.ipc = readlinkSync("/proc/self/ns/ipc");
 out.uts = readlinkSync("/proc/self/ns/uts");
 out.processes = readdirSync("/proc").filter((p) => /^[0-9]+$/.test(p)).length;
-spawn("setsid", ["sh", "-c", "sleep " + marker], { detached: true, stdio: "ignore" }).unref();
-await new Promise((r) => setTimeout(r, 200));
+// A process that leaves the group, running before the probe ends.
+spawn("setsid", ["sh", "-c", "touch ./escapee-" + marker + "; exec sleep " + marker], { detached: true, stdio: "ignore" }).unref();
+for (let i = 0; i < 200 && !existsSync("./escapee-" + marker); i++) await new Promise((r) => setTimeout(r, 25));
 console.log(JSON.stringify(out));
 `;
 
@@ -432,6 +434,7 @@ for (const [method, recorded] of methods)
           vallignus(h, ["audit", "verify"]);
           assert.match(r.stderr, /^$/, "the supervisor printed nothing (no inspector, no crash)");
           // A process that left the group with setsid ends with the run's pid namespace.
+          assert.equal(existsSync(join(h.root, `escapee-${marker}`)), true, "the escapee ran");
           await waitFor("the setsid escapee to end", () => strays(`sleep ${marker}`).length === 0);
         } finally {
           other.kill("SIGTERM");
