@@ -6,12 +6,15 @@
  */
 import assert from "node:assert/strict";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createServer, type Server } from "node:https";
-import type { AddressInfo } from "node:net";
+import type { Server } from "node:https";
 import { after, before, test } from "node:test";
 
-import { meteredHome, type AuditLine, type MeteredHome } from "./helpers/metered-harness.js";
-import { makeTestCertificates } from "./helpers/origin.js";
+import {
+  meteredHome,
+  startTlsProvider,
+  type AuditLine,
+  type MeteredHome,
+} from "./helpers/metered-harness.js";
 
 const HOSTS = [
   "api.openai.com",
@@ -122,15 +125,10 @@ function meteredOf(policyId: string): AuditLine[] {
 const url = (host: string, path: string) => `https://${host}:${String(port)}${path}`;
 
 before(async () => {
-  const certs = await makeTestCertificates(HOSTS);
-  server = createServer({ cert: certs.certPem, key: certs.keyPem }, (req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => answer(req, res, Buffer.concat(chunks).toString("utf8")));
-  });
-  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  port = (server.address() as AddressInfo).port;
-  h = meteredHome("vallignus-coverage-", { caPem: certs.caPem, port, hosts: HOSTS }, AGENT);
+  const provider = await startTlsProvider(HOSTS, answer);
+  server = provider.server;
+  port = provider.port;
+  h = meteredHome("vallignus-coverage-", { caPem: provider.caPem, port, hosts: HOSTS }, AGENT);
 });
 
 after(async () => {

@@ -4,15 +4,11 @@
  * built `vallignus run`, curl as the client and a fake provider that speaks each API's wire format.
  */
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createServer, type Server } from "node:https";
-import type { AddressInfo } from "node:net";
-import { join } from "node:path";
+import type { Server } from "node:https";
 import { after, before, test } from "node:test";
 
-import { CLI, makeTempHome, spawnToEnd, type TempHome } from "./helpers/cli.js";
-import { makeTestCertificates } from "./helpers/origin.js";
+import { meteredHome, startTlsProvider, type MeteredHome } from "./helpers/metered-harness.js";
 
 const INFERENCE = "x.eastus2.models.ai.azure.com";
 const GOV = "res.openai.azure.us";
@@ -24,9 +20,7 @@ const HOSTS = [INFERENCE, GOV, MTLS, AZURE];
 const received: string[] = [];
 let server: Server;
 let port = 0;
-let t: TempHome;
-let caFile: string;
-let agentFile: string;
+let h: MeteredHome;
 
 const USAGE: Record<string, Record<string, unknown>> = {
   "gpt-4o-mini": {
@@ -85,46 +79,23 @@ for (const call of JSON.parse(process.argv[2])) {
 `;
 
 before(async () => {
-  const certs = await makeTestCertificates(HOSTS);
-  server = createServer({ cert: certs.certPem, key: certs.keyPem }, (req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => answer(req, res, Buffer.concat(chunks).toString("utf8")));
-  });
-  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  port = (server.address() as AddressInfo).port;
-  t = makeTempHome();
-  caFile = join(t.root, "fake-ca.pem");
-  writeFileSync(caFile, certs.caPem);
-  agentFile = join(t.root, "agent.mjs");
-  writeFileSync(agentFile, AGENT);
-  t.ok("auth", "init");
-  t.ok("auth", "create-agent", "--agent-id", "bot", "--owner", "you@example.com");
+  const provider = await startTlsProvider(HOSTS, answer);
+  server = provider.server;
+  port = provider.port;
+  h = meteredHome("vallignus-hosts-", { caPem: provider.caPem, port, hosts: HOSTS }, AGENT);
 });
 
 after(async () => {
   server.closeAllConnections();
   await new Promise((done) => server.close(done));
-  t.cleanup();
+  h.cleanup();
 });
 
 const url = (host: string, path: string) => `https://${host}:${String(port)}${path}`;
 const messages = [{ role: "user", content: "hi" }];
 
 test("formerly tunnelled provider hosts are metered, and an encoded deployment path is refused", async () => {
-  t.ok(
-    "auth",
-    "create-policy",
-    "--policy-id",
-    "hosts",
-    "--max-spend-usd",
-    "5",
-    "--allowed-models",
-    "gpt-4o-mini,gemini-2.5-flash",
-    "--allowed-domains",
-    HOSTS.map((host) => `${host}:${port}`).join(","),
-  );
-  const token = t.ok("auth", "issue-token", "--agent-id", "bot", "--policy-id", "hosts").trim();
+  const token = h.tokenFor("hosts", { spendUsd: "5", models: "gpt-4o-mini,gemini-2.5-flash" });
   const calls = [
     // Azure AI model inference: the model is in the body.
     {
@@ -153,14 +124,7 @@ test("formerly tunnelled provider hosts are metered, and an encoded deployment p
       body: { max_tokens: 100_000, messages },
     },
   ];
-  const resolves = HOSTS.flatMap((host) => ["--resolve", `${host}:${port}:127.0.0.1`]);
-  const r = await spawnToEnd(
-    process.execPath,
-    [CLI, "run", "--upstream-ca", caFile, ...resolves, "--", process.execPath, agentFile].concat(
-      JSON.stringify(calls),
-    ),
-    { env: { ...t.env, VALLIGNUS_TOKEN: token } },
-  );
+  const r = await h.runAgent(token, [JSON.stringify(calls)]);
   assert.equal(r.status, 0, r.stderr);
   const results = r.stdout
     .trim()
@@ -176,7 +140,7 @@ test("formerly tunnelled provider hosts are metered, and an encoded deployment p
     `${INFERENCE}:${port}/chat/completions?api-version=2024-05-01-preview`,
     `${MTLS}:${port}/v1beta/models/gemini-2.5-flash:generateContent`,
   ]);
-  const audit = readFileSync(join(t.home, "audit", "audit.jsonl"), "utf8");
+  const audit = h.auditText();
   assert.ok(!audit.includes("sk-hosts"));
   const lines = audit
     .trim()

@@ -1,8 +1,12 @@
 import { readFileSync, writeFileSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createServer, type Server } from "node:https";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 
 import { CLI, makeTempHome, spawnToEnd, type CliResult, type TempHome } from "./cli.js";
 import { startFakeProviders, type FakeProviders } from "./fake-providers.js";
+import { makeTestCertificates } from "./origin.js";
 
 /** One audit line, as parsed JSON. */
 export type AuditLine = Record<string, unknown>;
@@ -29,7 +33,10 @@ export interface MeteredHome extends TempHome {
    * A policy of its own for agent "bot" (the hosts allowed, at the provider's port; `prices` as
    * `--price` values), and a token for it.
    */
-  tokenFor(policyId: string, options: { spendUsd: string; prices?: readonly string[] }): string;
+  tokenFor(
+    policyId: string,
+    options: { spendUsd: string; prices?: readonly string[]; models?: string },
+  ): string;
   /** The arguments of `vallignus run [--upstream-ca] [--resolve…] [flags] -- <command>`. */
   runArgs(command: readonly string[], spec?: RunSpec): string[];
   /** `vallignus run` of the agent script with `args`, the token in VALLIGNUS_TOKEN, to its end. */
@@ -100,7 +107,7 @@ export function meteredHome(
     caFile,
     agentFile,
     port,
-    tokenFor: (policyId, { spendUsd, prices = [] }) => {
+    tokenFor: (policyId, { spendUsd, prices = [], models }) => {
       t.ok(
         "auth",
         "create-policy",
@@ -111,6 +118,7 @@ export function meteredHome(
         "--allowed-domains",
         upstream.hosts.map((h) => `${h}:${port}`).join(","),
         ...prices.flatMap((p) => ["--price", p]),
+        ...(models === undefined ? [] : ["--allowed-models", models]),
       );
       return t.ok("auth", "issue-token", "--agent-id", "bot", "--policy-id", policyId).trim();
     },
@@ -166,4 +174,22 @@ export async function meteredHarness(
       home.cleanup();
     },
   };
+}
+
+/**
+ * A provider of the test's own on 127.0.0.1, with a throwaway CA whose leaf names `hosts`:
+ * `answer` gets each request with its whole body as text.
+ */
+export async function startTlsProvider(
+  hosts: readonly string[],
+  answer: (req: IncomingMessage, res: ServerResponse, body: string) => void,
+): Promise<{ server: Server; port: number; caPem: string }> {
+  const certs = await makeTestCertificates([...hosts]);
+  const server = createServer({ cert: certs.certPem, key: certs.keyPem }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => answer(req, res, Buffer.concat(chunks).toString("utf8")));
+  });
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  return { server, port: (server.address() as AddressInfo).port, caPem: certs.caPem };
 }
