@@ -13,6 +13,10 @@ const policy = compilePolicy({
   max_runtime_seconds: null,
   allow_private_networks: false,
   prices: {},
+  secrets: [],
+  inspect_hosts: [],
+  allow_requests: [],
+  deny_requests: [],
 });
 const hosts = [
   "host998.example.com",

@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { VallignusError } from "../errors.js";
 import {
   describePolicyVersionProblem,
+  LATER_POLICY_FIELDS,
+  withLaterFields,
   type ModelPrice,
   type PolicyRules,
   type PolicyVersion,
@@ -25,6 +27,10 @@ export interface PolicyChanges {
   readonly max_runtime_seconds?: number | null;
   readonly allow_private_networks?: boolean;
   readonly prices?: Readonly<Record<string, ModelPrice>>;
+  readonly secrets?: readonly string[];
+  readonly inspect_hosts?: readonly string[];
+  readonly allow_requests?: readonly string[];
+  readonly deny_requests?: readonly string[];
 }
 
 const VERSION_FILE = /^v([0-9]{4,})\.json$/;
@@ -81,7 +87,7 @@ export function findPolicyVersion(
       `${path} was changed after it was written (its content no longer matches its sha256)`,
     );
   }
-  return doc as unknown as PolicyVersion;
+  return withLaterFields(doc) as unknown as PolicyVersion;
 }
 
 export function getPolicyVersion(home: Home, policyId: string, version?: number): PolicyVersion {
@@ -120,13 +126,27 @@ function sealVersion(
     max_runtime_seconds: rules.max_runtime_seconds,
     allow_private_networks: rules.allow_private_networks,
     prices: rules.prices,
+    // Written only when set: a policy without them hashes as before they existed.
+    ...Object.fromEntries(
+      LATER_POLICY_FIELDS.filter((field) => rules[field].length > 0).map((field) => [
+        field,
+        [...rules[field]],
+      ]),
+    ),
   };
-  return { ...body, sha256: policyContentHash(body) };
+  return withLaterFields({ ...body, sha256: policyContentHash(body) });
 }
 
 function writeVersion(home: Home, doc: PolicyVersion): boolean {
   const path = join(policyDir(home, doc.policy_id), versionFileName(doc.version));
-  return createFileExclusive(path, `${JSON.stringify(doc, null, 2)}\n`, PUBLIC_FILE_MODE);
+  // The later fields go into the file only when set, as sealVersion hashed them.
+  const later: readonly string[] = LATER_POLICY_FIELDS;
+  const file = Object.fromEntries(
+    Object.entries(doc).filter(
+      ([key, value]) => !later.includes(key) || (Array.isArray(value) && value.length > 0),
+    ),
+  );
+  return createFileExclusive(path, `${JSON.stringify(file, null, 2)}\n`, PUBLIC_FILE_MODE);
 }
 
 function lockPath(home: Home, policyId: string): string {
@@ -192,6 +212,10 @@ export function applyPolicyChanges(base: PolicyRules, changes: PolicyChanges): P
         : changes.max_runtime_seconds,
     allow_private_networks: changes.allow_private_networks ?? base.allow_private_networks,
     prices: { ...base.prices, ...(changes.prices ?? {}) },
+    secrets: uniqueSorted(changes.secrets ?? base.secrets),
+    inspect_hosts: uniqueSorted(changes.inspect_hosts ?? base.inspect_hosts),
+    allow_requests: uniqueSorted(changes.allow_requests ?? base.allow_requests),
+    deny_requests: uniqueSorted(changes.deny_requests ?? base.deny_requests),
   };
 }
 

@@ -122,6 +122,11 @@ export function policyRulesFromFlags(flags: Flags<FlagsOf<typeof CREATE_POLICY>>
     max_runtime_seconds: runtime === undefined ? null : parseRuntime(runtime, false),
     allow_private_networks: flags["allow-private-networks"] ?? false,
     prices: parsePrices(flags.price ?? []),
+    // Set by the secrets and request-rule flags (issue 13).
+    secrets: [],
+    inspect_hosts: [],
+    allow_requests: [],
+    deny_requests: [],
   };
 }
 

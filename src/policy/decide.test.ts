@@ -25,6 +25,10 @@ const base: PolicyRules = {
   max_runtime_seconds: null,
   allow_private_networks: false,
   prices: {},
+  secrets: [],
+  inspect_hosts: [],
+  allow_requests: [],
+  deny_requests: [],
 };
 const policy = compilePolicy(base);
 

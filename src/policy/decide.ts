@@ -1,5 +1,6 @@
 import { parseDomainPattern, type DomainPattern } from "./domain-pattern.js";
 import type { PolicyRules } from "./policy-version.js";
+import { compileRequestRules, type CompiledRequestRules } from "./request-rule.js";
 
 /** Every reason a request can be denied, as the contract names them. */
 export type DenyReason =
@@ -16,7 +17,10 @@ export type DenyReason =
   | "token_expired"
   | "agent_disabled"
   | "malformed_request"
-  | "store_unavailable";
+  | "store_unavailable"
+  | "secret_wrong_host"
+  | "secret_exfiltration"
+  | "request_not_allowed";
 
 export type Decision =
   { readonly decision: "allow" } | { readonly decision: "deny"; readonly reason: DenyReason };
@@ -40,6 +44,25 @@ export interface CompiledPolicy {
   readonly allowedWildcard: ReadonlyMap<string, readonly DomainPattern[]>;
   readonly deniedExact: ReadonlyMap<string, readonly DomainPattern[]>;
   readonly deniedWildcard: ReadonlyMap<string, readonly DomainPattern[]>;
+  /** `--inspect-hosts`: hosts whose tunnels are opened so that their requests are seen. */
+  readonly inspected: HostSet;
+  readonly requestRules: CompiledRequestRules;
+}
+
+/** A list of domain patterns, indexed like the allowed and denied ones. */
+export interface HostSet {
+  /** Whether a pattern matches the host; a pattern without a port matches 80 and 443 only. */
+  matches(host: string, port: number): boolean;
+  /** Whether a pattern matches the host by name, on any port. */
+  namesHost(host: string): boolean;
+}
+
+export function compileHostSet(patterns: readonly string[]): HostSet {
+  const { exact, wildcard } = index(patterns);
+  return {
+    matches: (host, port) => matching(exact, wildcard, host).some((p) => portMatches(p, port)),
+    namesHost: (host) => matching(exact, wildcard, host).length > 0,
+  };
 }
 
 function index(patterns: readonly string[]): {
@@ -69,6 +92,8 @@ export function compilePolicy(rules: PolicyRules): CompiledPolicy {
     allowedWildcard: allowed.wildcard,
     deniedExact: denied.exact,
     deniedWildcard: denied.wildcard,
+    inspected: compileHostSet(rules.inspect_hosts),
+    requestRules: compileRequestRules(rules.allow_requests, rules.deny_requests),
   };
 }
 

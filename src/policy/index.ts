@@ -2,10 +2,25 @@ export { parseDomainPattern, normalizeHostName } from "./domain-pattern.js";
 export type { DomainPattern, PatternResult } from "./domain-pattern.js";
 export { parseDurationSeconds, formatDuration } from "./duration.js";
 export { parseUsdToNano, formatNanoUsd, NANO_PER_USD, MAX_USD } from "./money.js";
-export { describePolicyVersionProblem, isValidId, isValidModelName } from "./policy-version.js";
+export {
+  describePolicyVersionProblem,
+  isValidId,
+  isValidModelName,
+  isValidSecretName,
+  LATER_POLICY_FIELDS,
+  withLaterFields,
+} from "./policy-version.js";
+export { compileRequestRules, parseRequestRule } from "./request-rule.js";
+export type {
+  CompiledRequestRules,
+  RequestRule,
+  RuleRequest,
+  RuleResult,
+} from "./request-rule.js";
 export type { ModelPrice, PolicyRules, PolicyVersion } from "./policy-version.js";
 export {
   ALLOW,
+  compileHostSet,
   compilePolicy,
   decideAddresses,
   decideModel,
@@ -17,6 +32,7 @@ export type {
   CompiledPolicy,
   Decision,
   DenyReason,
+  HostSet,
   ResolvedAddress,
   TargetFacts,
 } from "./decide.js";

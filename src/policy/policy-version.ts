@@ -1,5 +1,6 @@
 import { parseDomainPattern } from "./domain-pattern.js";
 import { parseUsdToNano } from "./money.js";
+import { parseRequestRule } from "./request-rule.js";
 
 /** Prices a policy sets for models the offline table lacks, in USD per million tokens. */
 export interface ModelPrice {
@@ -18,7 +19,26 @@ export interface PolicyRules {
   readonly max_runtime_seconds: number | null;
   readonly allow_private_networks: boolean;
   readonly prices: Readonly<Record<string, ModelPrice>>;
+  /** Names of the secrets whose stand-ins this policy's runs get (`auth set-secret`). */
+  readonly secrets: readonly string[];
+  /** Hosts whose tunnels are opened and whose requests are seen, beyond the metered LLM hosts. */
+  readonly inspect_hosts: readonly string[];
+  /** Request rules, `METHOD host/path-glob`, canonical (see request-rule.ts). */
+  readonly allow_requests: readonly string[];
+  readonly deny_requests: readonly string[];
 }
+
+/**
+ * Fields added after the first release (issue 13). A version file holds each only when it is
+ * not empty, so a policy that uses none of them hashes as it always did, and older files (which
+ * lack them) read as "none".
+ */
+export const LATER_POLICY_FIELDS = [
+  "secrets",
+  "inspect_hosts",
+  "allow_requests",
+  "deny_requests",
+] as const;
 
 /** One immutable version file, `policies/<id>/v0001.json`. */
 export interface PolicyVersion extends PolicyRules {
@@ -34,6 +54,16 @@ const ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 /** Ids of agents, policies and tokens: `^[a-z0-9][a-z0-9._-]{0,63}$`. */
 export function isValidId(text: string): boolean {
   return ID_PATTERN.test(text);
+}
+
+/**
+ * A secret's name is the environment variable the agent sees: upper case, so that it is one
+ * file name on case-insensitive file systems too.
+ */
+const SECRET_NAME = /^[A-Z][A-Z0-9_]{0,63}$/;
+
+export function isValidSecretName(text: string): boolean {
+  return SECRET_NAME.test(text);
 }
 
 /** The longest model name we accept; provider model ids are far shorter. */
@@ -56,6 +86,29 @@ function patternsAreCanonical(list: readonly string[]): boolean {
     const parsed = parseDomainPattern(text, { storedPattern: true });
     return parsed.ok && parsed.pattern.text === text;
   });
+}
+
+function rulesAreCanonical(list: readonly string[]): boolean {
+  return list.every((text) => {
+    const parsed = parseRequestRule(text);
+    return parsed.ok && parsed.rule.text === text;
+  });
+}
+
+/** Why a later field (absent, or a non-empty list) is not as we write it, or undefined. */
+function laterFieldProblem(doc: Record<string, unknown>): string | undefined {
+  const checks: Record<(typeof LATER_POLICY_FIELDS)[number], (list: string[]) => boolean> = {
+    secrets: (list) => list.every(isValidSecretName),
+    inspect_hosts: patternsAreCanonical,
+    allow_requests: rulesAreCanonical,
+    deny_requests: rulesAreCanonical,
+  };
+  for (const field of LATER_POLICY_FIELDS) {
+    if (!(field in doc)) continue;
+    const list = doc[field];
+    if (!isStringArray(list) || list.length === 0 || !checks[field](list)) return `bad ${field}`;
+  }
+  return undefined;
 }
 
 function pricesAreValid(value: unknown): boolean {
@@ -93,8 +146,13 @@ const VERSION_KEYS = [
  * does not, or undefined. The hash is checked separately (it needs canonical JSON).
  */
 export function describePolicyVersionProblem(doc: Record<string, unknown>): string | undefined {
-  const keys = Object.keys(doc).sort();
+  const later: readonly string[] = LATER_POLICY_FIELDS;
+  const keys = Object.keys(doc)
+    .filter((key) => !later.includes(key))
+    .sort();
   if (keys.join(",") !== VERSION_KEYS.join(",")) return "unexpected or missing fields";
+  const laterProblem = laterFieldProblem(doc);
+  if (laterProblem !== undefined) return laterProblem;
   if (typeof doc["policy_id"] !== "string" || !isValidId(doc["policy_id"])) return "bad policy_id";
   if (!Number.isSafeInteger(doc["version"]) || (doc["version"] as number) < 1) return "bad version";
   if (typeof doc["created_at"] !== "string") return "bad created_at";
@@ -121,4 +179,21 @@ export function describePolicyVersionProblem(doc: Record<string, unknown>): stri
   if (typeof doc["sha256"] !== "string" || !/^[0-9a-f]{64}$/.test(doc["sha256"]))
     return "bad sha256";
   return undefined;
+}
+
+/** A checked version file as the rest of the code sees it: absent later fields read as empty. */
+export function withLaterFields<T extends Record<string, unknown>>(
+  doc: T,
+): T & Pick<PolicyRules, (typeof LATER_POLICY_FIELDS)[number]> {
+  const list = (field: string): readonly string[] => {
+    const value = doc[field];
+    return isStringArray(value) ? value : [];
+  };
+  return {
+    ...doc,
+    secrets: list("secrets"),
+    inspect_hosts: list("inspect_hosts"),
+    allow_requests: list("allow_requests"),
+    deny_requests: list("deny_requests"),
+  };
 }

@@ -29,6 +29,9 @@ export const REASON_TEXT: Record<DenyReason, string> = {
   agent_disabled: "the agent was disabled",
   store_unavailable: "the audit log or the spend ledger cannot be written",
   malformed_request: "the request could not be judged, so it was refused",
+  request_not_allowed: "no request rule of the policy allows this method and path on this host",
+  secret_wrong_host: "a secret's stand-in may go only to that secret's hosts, where it belongs",
+  secret_exfiltration: "the request carries the real value of a secret",
 };
 
 /**

@@ -10,6 +10,10 @@ export const NO_RULES: PolicyRules = {
   max_runtime_seconds: null,
   allow_private_networks: false,
   prices: {},
+  secrets: [],
+  inspect_hosts: [],
+  allow_requests: [],
+  deny_requests: [],
 };
 
 export function policyWith(rules: Partial<PolicyRules>): CompiledPolicy {

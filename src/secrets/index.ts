@@ -1,0 +1,3 @@
+export type { SecretMeta, SecretPlacement, StoredSecret } from "./types.js";
+export { guardHost, guardRequest } from "./guard.js";
+export type { Guarded, OutboundRequest, RunSecret, SecretRefusal, SecretSnapshot } from "./guard.js";
