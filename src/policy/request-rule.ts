@@ -48,7 +48,7 @@ export function compileRequestRules(
   allow: readonly string[],
   deny: readonly string[],
 ): CompiledRequestRules {
-  void allow;
-  void deny;
+  if (allow.length === 0 && deny.length === 0)
+    return { covers: () => false, decide: () => "allow" };
   throw new Error("compileRequestRules: not yet built");
 }
