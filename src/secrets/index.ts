@@ -8,3 +8,5 @@ export type {
   SecretSnapshot,
 } from "./guard.js";
 export { makeStandIn, publicPrefix } from "./stand-in.js";
+export { createScrubber } from "./response-scrub.js";
+export type { Scrubber } from "./response-scrub.js";
