@@ -114,3 +114,11 @@ test("createScrubber: a value split across many chunks never shows in any one ou
   // The event's closing blank line goes out with the chunk that carried it.
   assert.ok(outputs[2]?.endsWith("\n\n"));
 });
+
+test("createScrubber: a held tail is a copy, not the caller's chunk memory", () => {
+  const scrubber = createScrubber([{ value: KEY, replacement: STAND_IN }]);
+  const chunk = Buffer.from(`x ${KEY.slice(0, 8)}`);
+  assert.equal(scrubber.push(chunk).toString(), "x ");
+  chunk.fill(0x2e); // a stream may reuse its buffer once the chunk was handled
+  assert.equal(scrubber.push(Buffer.from(KEY.slice(8))).toString(), STAND_IN);
+});

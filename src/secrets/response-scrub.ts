@@ -87,7 +87,8 @@ export function createScrubber(
       // A value that may still complete, starting before (or where) a full match starts, wins:
       // leftmost-longest must not depend on where the chunks were cut.
       if (open !== -1 && (match === undefined || open <= match.at)) {
-        held = data.subarray(open);
+        // A copy: the caller may reuse the chunk's memory once push returns.
+        held = Buffer.from(data.subarray(open));
         out.push(data.subarray(cursor, open));
         break;
       }
