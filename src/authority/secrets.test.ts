@@ -239,6 +239,21 @@ describe("a reader sees the files as they are now", () => {
     }
   });
 
+  test("a file rewritten in place within one tick of the file system's clock is read again", () => {
+    // Same inode, same size, and often the same mtime and ctime (the kernel's coarse clock):
+    // a stamp alone cannot tell these versions apart; only their age can say "maybe changed".
+    const home = freshHome();
+    setSecret(home, OPENAI, VALUE, T0);
+    const path = home.path("secrets", "OPENAI_API_KEY.json");
+    const original = readFileSync(path, "utf8");
+    const reader = secretReader(home);
+    for (let i = 0; i < 200; i++) {
+      const next = `sk-proj-${String(i).padStart(24, "y")}`;
+      writeFileSync(path, original.replace(VALUE, next));
+      assert.equal(reader.read("OPENAI_API_KEY")?.value, next, `version ${String(i)}`);
+    }
+  });
+
   test("a secret set or removed is seen by the next all() and read()", () => {
     const home = freshHome(true);
     const reader = secretReader(home);
