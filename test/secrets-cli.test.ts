@@ -559,6 +559,90 @@ describe("policies name secrets, inspected hosts and request rules", () => {
     );
   });
 
+  test("request rules: comma lists, the flag repeated, stored canonical; update replaces, none clears", () => {
+    ok(
+      create(
+        "rules",
+        "--allow-requests",
+        "GET API.GitHub.com/repos/acme/*, * uploads.example.com/**",
+        "--allow-requests",
+        "POST api.openai.com/v1/chat/completions",
+        "--deny-requests",
+        "DELETE api.github.com/**",
+      ),
+    );
+    const show = () =>
+      JSON.parse(ok(["auth", "show-policy", "--policy-id", "rules", "--json"])) as Record<
+        string,
+        unknown
+      >;
+    const v1 = show();
+    assert.deepEqual(v1["allow_requests"], [
+      "* uploads.example.com/**",
+      "GET api.github.com/repos/acme/*",
+      "POST api.openai.com/v1/chat/completions",
+    ]);
+    assert.deepEqual(v1["deny_requests"], ["DELETE api.github.com/**"]);
+    assert.match(
+      ok(["auth", "show-policy", "--policy-id", "rules"]),
+      /^deny requests +DELETE api\.github\.com\/\*\*$/m,
+    );
+    ok([
+      "auth",
+      "update-policy",
+      "--policy-id",
+      "rules",
+      "--allow-requests",
+      "GET api.github.com/**",
+    ]);
+    assert.deepEqual(show()["allow_requests"], ["GET api.github.com/**"]);
+    assert.deepEqual(show()["deny_requests"], ["DELETE api.github.com/**"], "not given: kept");
+    ok(["auth", "update-policy", "--policy-id", "rules", "--deny-requests", "none"]);
+    assert.deepEqual(show()["deny_requests"], []);
+  });
+
+  describe("a bad request rule is refused ERR_POLICY_RULE_INVALID (exit 2), nothing written", () => {
+    const bad: [string, string][] = [
+      ["a lower-case method", "get api.github.com/x"],
+      ["no path", "GET api.github.com"],
+      ["a query in the glob", "GET api.github.com/x?y=1"],
+      ["a dot segment", "GET api.github.com/a/../b"],
+      ["** inside a segment", "GET api.github.com/a**"],
+      ["an over-broad host", "GET *.com/x"],
+      ["no method", "api.github.com/x"],
+    ];
+    for (const [label, rule] of bad) {
+      test(label, () => {
+        fails(
+          create(`bad-${label.replace(/[^a-z]+/g, "-")}`, "--allow-requests", rule),
+          "ERR_POLICY_RULE_INVALID",
+          2,
+        );
+        fails(
+          ["auth", "update-policy", "--policy-id", "keys", "--deny-requests", rule],
+          "ERR_POLICY_RULE_INVALID",
+          2,
+        );
+      });
+    }
+    test("the policies were not written", () => {
+      assert.deepEqual(
+        (
+          JSON.parse(ok(["auth", "list-policies", "--json"])) as {
+            policy_id: string;
+            version: number;
+          }[]
+        ).map((p) => [p.policy_id, p.version]),
+        [
+          ["full", 3],
+          ["keys", 1],
+          ["rules", 3],
+          ["uses-anthropic", 1],
+        ],
+      );
+    });
+  });
+
   test("a token of a policy with secrets verifies; and so does one of its older version without them", () => {
     ok(create("tokens"));
     ok(["auth", "update-policy", "--policy-id", "tokens", "--secrets", "OPENAI_API_KEY"]);
