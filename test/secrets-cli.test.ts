@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
@@ -662,6 +662,43 @@ describe("policies name secrets, inspected hosts and request rules", () => {
       assert.match(r.stdout, new RegExp(`policy tokens v${version}`));
     }
   });
+});
+
+/** The CLI with `input` on stdin, not waited for: several at once. */
+function cliAsync(args: string[], input: string): Promise<CliResult> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: t.env });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.stdin.end(input);
+    child.on("close", (status) => {
+      outputs.push({ args, stdout, stderr });
+      done({ status, stdout, stderr });
+    });
+  });
+}
+
+test("six set-secret of one name at once: one stores its value, five are ERR_SECRET_EXISTS", async () => {
+  const values = Array.from({ length: 6 }, (_, i) => `${VALUES.refused}-racer-${String(i)}`);
+  const results = await Promise.all(
+    values.map((value) =>
+      cliAsync(["auth", "set-secret", "--name", "RACED", "--hosts", "api.openai.com"], value),
+    ),
+  );
+  const winners = results.flatMap((r, i) => (r.status === 0 ? [i] : []));
+  assert.equal(winners.length, 1, results.map((r) => r.stderr).join(""));
+  for (const r of results.filter((r) => r.status !== 0))
+    assert.equal(errorCode(r.stderr), "ERR_SECRET_EXISTS");
+  const stored = JSON.parse(readFileSync(secretFile("RACED"), "utf8")) as { value: string };
+  assert.equal(stored.value, values[winners[0] ?? -1]);
+  assert.deepEqual(
+    readdirSync(join(t.home, "secrets")).filter((f) => f.startsWith(".")),
+    [],
+    "no lock or temp file left",
+  );
+  ok(["auth", "remove-secret", "--name", "RACED"]);
 });
 
 /** Every file under `dir`, recursively. */
