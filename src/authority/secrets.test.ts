@@ -148,6 +148,33 @@ describe("bad names and values are refused before anything is written", () => {
   }
 });
 
+test("hosts and placements the store could not read back are refused before writing", () => {
+  const home = freshHome();
+  throwsCode(
+    () => setSecret(home, { ...OPENAI, hosts: [] }, VALUE, T0),
+    "ERR_POLICY_DOMAIN_INVALID",
+  );
+  throwsCode(
+    () => setSecret(home, { ...OPENAI, hosts: ["API.openai.com"] }, VALUE, T0),
+    "ERR_POLICY_DOMAIN_INVALID",
+  );
+  throwsCode(
+    () => setSecret(home, { ...OPENAI, placements: [] }, VALUE, T0),
+    "ERR_SECRET_PLACEMENT",
+  );
+  throwsCode(
+    () =>
+      setSecret(
+        home,
+        { ...OPENAI, placements: [{ kind: "header", name: "host", template: null }] },
+        VALUE,
+        T0,
+      ),
+    "ERR_SECRET_PLACEMENT",
+  );
+  assert.deepEqual(readdirSync(home.dir("secrets")), []);
+});
+
 describe("a file or folder that group or others may read is refused by every reader", () => {
   const readers: [string, (home: Home) => unknown][] = [
     ["findSecret", (home) => findSecret(home, "OPENAI_API_KEY")],
