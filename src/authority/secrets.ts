@@ -199,6 +199,13 @@ function underLock<T>(home: Home, fn: () => T): T {
 export function setSecret(home: Home, spec: SecretSpec, value: string, now: Date): SecretMeta {
   assertSecretName(spec.name);
   assertSecretValue(value);
+  // What the CLI checked, checked again: a file written here must read back.
+  if (!isCanonicalHostList(spec.hosts)) {
+    throw new VallignusError("ERR_POLICY_DOMAIN_INVALID", "a secret needs canonical host patterns");
+  }
+  if (spec.placements.length === 0 || !spec.placements.every(isPlacement)) {
+    throw new VallignusError("ERR_SECRET_PLACEMENT", "a secret needs valid placements");
+  }
   return underLock(home, () => {
     if (findSecret(home, spec.name) !== undefined) {
       throw new VallignusError(

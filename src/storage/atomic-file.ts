@@ -19,14 +19,32 @@ function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
 }
 
+/**
+ * write(2) may write less than asked (a file-size limit, a quota, a disk filling up) and say so
+ * only in its count: unchecked, a truncated temp file would be renamed over a good one. Writing
+ * the rest makes the condition an error (EFBIG, ENOSPC), which the caller sees.
+ */
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length;) {
+    done += writeSync(fd, bytes, done, bytes.length - done);
+  }
+}
+
+/** A temp file beside `path` holding `data`, on disk; on failure none is left behind. */
 function writeDurableTemp(path: string, data: string | Uint8Array, mode: number): string {
   const temp = tempPathFor(path);
   const fd = openSync(temp, "wx", mode);
   try {
-    writeSync(fd, typeof data === "string" ? Buffer.from(data, "utf8") : data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    try {
+      writeAll(fd, typeof data === "string" ? Buffer.from(data, "utf8") : data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    // A partial temp file would be litter at best, and part of a secret at worst.
+    removeQuietly(temp);
+    throw err;
   }
   return temp;
 }

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 
 import { LinkedFileLock, withFileLock } from "./file-lock.js";
+import { runChildScript, srcModule } from "./run-child-script.js";
 
 const root = mkdtempSync(join(tmpdir(), "vallignus-lock-"));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -201,4 +202,22 @@ test("runWhenFree: a free lock runs fn at once; a held one returns a promise, ru
   );
   lock.close();
   assert.deepEqual(readdirSync(dir), []);
+});
+
+test("withFileLock: a lock whose owner line cannot be written (disk full) is not left behind", async () => {
+  const path = join(freshDir(), ".lock");
+  // A file-size limit of 0 blocks: the lock file is created, writing its owner line fails.
+  const child = runChildScript(
+    `import { withFileLock } from ${srcModule("storage/file-lock.ts")};
+try {
+  withFileLock(${JSON.stringify(path)}, () => undefined);
+  console.log("taken");
+} catch (err) {
+  console.log(err.code);
+}`,
+    0,
+  );
+  const { stdout } = await child.exited;
+  assert.equal(stdout.trim(), "EFBIG");
+  assert.equal(existsSync(path), false, "no empty lock that no one could ever take over");
 });

@@ -169,9 +169,14 @@ export function withFileLock<T>(path: string, fn: () => T): T {
     }
     try {
       writeSync(fd, owner);
-    } finally {
+    } catch (err) {
+      // An empty lock names no holder, so no waiter could ever take it over: a full disk would
+      // leave every later command timing out on it. Not taken, it must not exist.
       closeSync(fd);
+      tryUnlink(path);
+      throw err;
     }
+    closeSync(fd);
     return true;
   });
   return runAndRelease(path, fn);
