@@ -47,6 +47,13 @@ export const ERROR_CODES = {
   ERR_POLICY_MODEL_INVALID: usage,
   ERR_POLICY_PRICE_INVALID: usage,
   ERR_POLICY_SPEND_INVALID: usage,
+  ERR_POLICY_RULE_INVALID: usage,
+  // Secrets (`auth set-secret`…): a value never appears in any of their messages.
+  ERR_SECRET_EXISTS: failure,
+  ERR_SECRET_NOT_FOUND: failure,
+  ERR_SECRET_NAME_INVALID: usage,
+  ERR_SECRET_VALUE_INVALID: usage,
+  ERR_SECRET_PLACEMENT: usage,
   // Tokens: issuing, and every refusal `run` and `verify-token` make (src/tokens/verify.ts).
   ERR_TOKEN_TTL: usage,
   ERR_TOKEN_MISSING: tokenRefused,

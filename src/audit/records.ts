@@ -53,6 +53,11 @@ export type DecisionFields = RunIdentity &
     readonly duration_ms: number;
     /** A short, secret-free note on an upstream failure. */
     readonly error?: string;
+    /**
+     * Secrets by name (never a value): on a denial, the one the request carried where it may
+     * not go; on an allowed request, the ones whose stand-ins were swapped in, joined by ",".
+     */
+    readonly secret?: string;
   } & (
     { readonly decision: "allow" } | { readonly decision: "deny"; readonly deny_reason: DenyReason }
   );
@@ -75,6 +80,8 @@ export interface RequestEnd {
   readonly durationMs: number;
   /** Why it failed or was refused, when there is more to say than the deny reason. */
   readonly error?: string | undefined;
+  /** The secrets it involved, by name (see DecisionFields.secret). */
+  readonly secret?: string | undefined;
 }
 
 /** Audit errors are short notes: a long upstream message could carry anything. */
@@ -112,6 +119,7 @@ export function decisionRecord(
     duration_ms: end.durationMs,
     ...cappedModel(metered),
     ...(end.error === undefined ? {} : { error: end.error.slice(0, MAX_ERROR_CHARS) }),
+    ...(end.secret === undefined ? {} : { secret: end.secret }),
   };
 }
 

@@ -82,6 +82,12 @@ function memoryStore(seed: { agent: Agent; policy: PolicyVersion }): AuthoritySt
       return { revocation, already: false };
     },
     listRevocations: () => [...revoked.values()],
+    setSecret: unused,
+    rotateSecret: unused,
+    removeSecret: unused,
+    listSecrets: () => [],
+    findSecret: () => undefined,
+    secretReader: unused,
   };
 }
 

@@ -1,4 +1,5 @@
 import type { PolicyRules, PolicyVersion } from "../policy/index.js";
+import type { SecretMeta, StoredSecret } from "../secrets/index.js";
 import { createAgent, findAgent, getAgent, listAgents, setAgentDisabled } from "./agents.js";
 import type { Agent } from "./agents.js";
 import type { Home } from "./home.js";
@@ -20,9 +21,19 @@ import {
   type PolicyChanges,
 } from "./policies.js";
 import { findRevocation, listRevocations, revokeJti, type Revocation } from "./revocations.js";
+import {
+  findSecret,
+  listSecrets,
+  removeSecret,
+  rotateSecret,
+  secretReader,
+  setSecret,
+  type SecretReader,
+  type SecretSpec,
+} from "./secrets.js";
 
 /**
- * The authority's state: agents, policy versions, signing keys, revocations. Everything that
+ * The authority's state: agents, policy versions, signing keys, revocations, secrets. Everything that
  * issues or verifies a token reaches it through this interface, so that a second backend (a
  * shared database, for a fleet) can stand where the files under $VALLIGNUS_HOME stand now.
  *
@@ -30,6 +41,8 @@ import { findRevocation, listRevocations, revokeJti, type Revocation } from "./r
  * the next number, and a clash is ERR_POLICY_CONFLICT, not an overwrite); creating an agent or a
  * revocation that exists is refused or reported, never replaced; reads check what they read and
  * throw (fail closed) rather than return something they could not check; ids are validated.
+ * A secret's value leaves the store only through `findSecret` and `secretReader` (for a run's
+ * proxy); it is in no error message, and nothing that lists secrets returns it.
  */
 export interface AuthorityStore {
   findAgent(agentId: string): Agent | undefined;
@@ -66,6 +79,18 @@ export interface AuthorityStore {
   /** Revoking twice keeps the first record and reports it (`already`). */
   revokeJti(jti: string, reason: string, now: Date): { revocation: Revocation; already: boolean };
   listRevocations(): Revocation[];
+
+  /** ERR_SECRET_EXISTS when the name is taken: a value changes only by rotation. */
+  setSecret(spec: SecretSpec, value: string, now: Date): SecretMeta;
+  /** A new value, same hosts and placements; ERR_SECRET_NOT_FOUND when there is none. */
+  rotateSecret(name: string, value: string, now: Date): SecretMeta;
+  /** ERR_SECRET_NOT_FOUND when there is none. */
+  removeSecret(name: string): void;
+  /** Without values, sorted by name. */
+  listSecrets(): SecretMeta[];
+  findSecret(name: string): StoredSecret | undefined;
+  /** Fresh on every call (a rotation is seen by the next), for a process that serves requests. */
+  secretReader(): SecretReader;
 }
 
 /** The default store: the files under $VALLIGNUS_HOME, in the format CONTRACT.md describes. */
@@ -90,5 +115,11 @@ export function fileAuthorityStore(home: Home): AuthorityStore {
     findRevocation: (jti) => findRevocation(home, jti),
     revokeJti: (jti, reason, now) => revokeJti(home, jti, reason, now),
     listRevocations: () => listRevocations(home),
+    setSecret: (spec, value, now) => setSecret(home, spec, value, now),
+    rotateSecret: (name, value, now) => rotateSecret(home, name, value, now),
+    removeSecret: (name) => removeSecret(home, name),
+    listSecrets: () => listSecrets(home),
+    findSecret: (name) => findSecret(home, name),
+    secretReader: () => secretReader(home),
   };
 }

@@ -16,6 +16,7 @@ export const HOME_SUBDIRS = [
   "ledger",
   "audit",
   "sessions",
+  "secrets",
 ] as const;
 
 export type HomeSubdir = (typeof HOME_SUBDIRS)[number];

@@ -18,6 +18,19 @@ export { fileAuthorityStore } from "./authority-store.js";
 export type { AuthorityStore } from "./authority-store.js";
 export type { Revocation } from "./revocations.js";
 export type { SigningKey } from "./keys.js";
+export { findSecret, listSecrets, secretReader } from "./secrets.js";
+export type { SecretReader, SecretSpec } from "./secrets.js";
+export {
+  assertSecretName,
+  assertSecretValue,
+  describePlacement,
+  placementsFromFlags,
+  secretFingerprint,
+  stripOneLineBreak,
+  MAX_SECRET_LENGTH,
+  MIN_SECRET_LENGTH,
+} from "./secret-spec.js";
+export type { PlacementFlags } from "./secret-spec.js";
 export {
   authorityView,
   authorityViewOf,

@@ -5,6 +5,7 @@ import {
   inspectTokenIn,
   issueTokenFrom,
   requireValidTokenIn,
+  type AuthorityStore,
 } from "../authority/index.js";
 import { usageError, VallignusError } from "../errors.js";
 import { formatDuration, parseDurationSeconds, type PolicyVersion } from "../policy/index.js";
@@ -14,6 +15,7 @@ import { AUTH } from "./declarations.js";
 import { runGroup, type GroupHandlers } from "./dispatch.js";
 import type { Printer } from "./output.js";
 import { policyChangesFromFlags, policyRulesFromFlags } from "./policy-flags.js";
+import { SECRET_HANDLERS } from "./secret-commands.js";
 
 function parseVersion(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
@@ -62,6 +64,10 @@ function describePolicy(out: Printer, p: PolicyVersion): void {
         .map(([m, pr]) => `${m}=${pr.input_usd_per_mtok}/${pr.output_usd_per_mtok}`)
         .join(", ") || "(table only)",
     ],
+    ["secrets", p.secrets.join(", ") || "(none)"],
+    ["inspect hosts", p.inspect_hosts.join(", ") || "(none)"],
+    ["allow requests", p.allow_requests.join(", ") || "(none)"],
+    ["deny requests", p.deny_requests.join(", ") || "(none)"],
     ["sha256", p.sha256],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
@@ -94,7 +100,19 @@ function printInspection(
   );
 }
 
+/** A policy may name only secrets the authority holds (a run checks again at its start). */
+function assertSecretsExist(store: AuthorityStore, names: readonly string[]): void {
+  const missing = names.filter((name) => store.findSecret(name) === undefined);
+  if (missing.length > 0) {
+    throw new VallignusError(
+      "ERR_SECRET_NOT_FOUND",
+      `no secret ${missing.join(", ")}: store it first with auth set-secret`,
+    );
+  }
+}
+
 const handlers: GroupHandlers<typeof AUTH.commands> = {
+  ...SECRET_HANDLERS,
   init: async (ctx, { flags }) => {
     const result = await initHome(ctx.home, ctx.now(), flags.force ?? false);
     if (result.created.length === 0) {
@@ -140,14 +158,18 @@ const handlers: GroupHandlers<typeof AUTH.commands> = {
   },
   "create-policy": (ctx, { flags }) => {
     const rules = policyRulesFromFlags(flags);
-    const doc = authorityStore(ctx).createPolicy(flags["policy-id"], rules, ctx.now());
+    const store = authorityStore(ctx);
+    assertSecretsExist(store, rules.secrets);
+    const doc = store.createPolicy(flags["policy-id"], rules, ctx.now());
     if (flags.json === true) ctx.out.json(doc);
     else ctx.out.line(`created policy ${doc.policy_id} v${doc.version} (sha256 ${doc.sha256})`);
     return 0;
   },
   "update-policy": (ctx, { flags }) => {
     const changes = policyChangesFromFlags(flags);
-    const doc = authorityStore(ctx).updatePolicy(flags["policy-id"], changes, ctx.now());
+    const store = authorityStore(ctx);
+    assertSecretsExist(store, changes.secrets ?? []);
+    const doc = store.updatePolicy(flags["policy-id"], changes, ctx.now());
     if (flags.json === true) ctx.out.json(doc);
     else ctx.out.line(`updated policy ${doc.policy_id} to v${doc.version} (sha256 ${doc.sha256})`);
     return 0;

@@ -54,6 +54,30 @@ const POLICY_FIELDS = defineFlags({
     value: "MODEL=IN/OUT",
     description: "USD per million tokens for a model the price table lacks",
   },
+  secrets: {
+    type: "string",
+    value: "LIST",
+    description:
+      'comma list of secrets (auth set-secret) whose stand-ins its runs get; "none": no secret',
+  },
+  "inspect-hosts": {
+    type: "string",
+    value: "LIST",
+    description: 'comma list of hosts whose HTTPS requests the proxy opens and sees; "none": none',
+  },
+  "allow-requests": {
+    type: "string",
+    multiple: true,
+    value: "RULES",
+    description:
+      'comma list of "METHOD host/path-glob"; a host with rules passes only these; "none"',
+  },
+  "deny-requests": {
+    type: "string",
+    multiple: true,
+    value: "RULES",
+    description: 'comma list of "METHOD host/path-glob" refused even when allowed; "none"',
+  },
 });
 
 const {
@@ -91,6 +115,29 @@ export const UPDATE_POLICY = defineCommand({
     ...JSON_FLAG,
   },
 });
+
+const SECRET_NAME = defineFlags({
+  name: {
+    type: "string",
+    value: "NAME",
+    required: true,
+    description: "the secret's name: the environment variable the agent sees (A-Z 0-9 _)",
+  },
+});
+
+const FROM_ENV = defineFlags({
+  "from-env": {
+    type: "string",
+    value: "VAR",
+    description: "read the value from this environment variable instead of stdin",
+  },
+});
+
+const VALUE_NOTE =
+  "The value is read from stdin (one trailing line break removed) or from --from-env VAR, " +
+  "never from the command line, where other users could see it in the process list. It must " +
+  "have 16 to 8192 visible ASCII characters. No output ever shows it: only its fingerprint, " +
+  "the first 8 hex digits of its sha256.";
 
 export const AUTH = defineGroup({
   summary: "the local authority: agents, versioned policies, signing keys and tokens",
@@ -172,6 +219,54 @@ export const AUTH = defineGroup({
       },
     }),
     "list-keys": defineCommand({ summary: "list signing keys", flags: JSON_FLAG }),
+    "set-secret": defineCommand({
+      summary: "store a secret; runs get a stand-in, the proxy puts the value in on its hosts",
+      notes: [
+        VALUE_NOTE,
+        "Without --header or --query the place is inferred when every host is a known LLM API " +
+          "of one kind: OpenAI-style (Authorization: Bearer), Anthropic (x-api-key), Gemini " +
+          "(x-goog-api-key and the key parameter), Azure OpenAI (api-key).",
+      ],
+      flags: {
+        ...SECRET_NAME,
+        hosts: {
+          type: "string",
+          value: "LIST",
+          required: true,
+          description: "comma list of the hosts it may be sent to (domain patterns)",
+        },
+        header: {
+          type: "string",
+          value: "H",
+          description: "the request header the value goes in",
+        },
+        template: {
+          type: "string",
+          value: "T",
+          description: 'the header\'s value, with {secret} once: "token {secret}"',
+        },
+        query: {
+          type: "string",
+          value: "P",
+          description: "the query parameter the value goes in",
+        },
+        ...FROM_ENV,
+        ...JSON_FLAG,
+      },
+    }),
+    "list-secrets": defineCommand({
+      summary: "list secrets: hosts, where they go, dates and fingerprints, never a value",
+      flags: JSON_FLAG,
+    }),
+    "rotate-secret": defineCommand({
+      summary: "give a secret a new value; live runs use it from their next request",
+      notes: [VALUE_NOTE],
+      flags: { ...SECRET_NAME, ...FROM_ENV, ...JSON_FLAG },
+    }),
+    "remove-secret": defineCommand({
+      summary: "remove a secret; runs of policies that name it then refuse to start",
+      flags: SECRET_NAME,
+    }),
   },
 });
 

@@ -1,10 +1,11 @@
 import { usageError } from "../errors.js";
-import type { PolicyChanges } from "../authority/index.js";
+import { assertSecretName, type PolicyChanges } from "../authority/index.js";
 import {
   formatNanoUsd,
   isValidModelName,
   parseDomainPattern,
   parseDurationSeconds,
+  parseRequestRule,
   parseUsdToNano,
   type ModelPrice,
   type PolicyRules,
@@ -104,6 +105,38 @@ function parsePrices(specs: readonly string[]): Record<string, ModelPrice> {
   return prices;
 }
 
+const uniqueSorted = (list: readonly string[]): string[] => [...new Set(list)].sort();
+
+/** "none" stands for an empty list (on update-policy: clear it). */
+const isNone = (texts: readonly string[]): boolean =>
+  texts.length === 1 && texts[0]?.trim() === "none";
+
+function parseSecretNames(text: string): string[] {
+  if (isNone([text])) return [];
+  const names = splitList(text);
+  names.forEach(assertSecretName);
+  return uniqueSorted(names);
+}
+
+function parseInspectHosts(text: string): string[] {
+  return isNone([text]) ? [] : uniqueSorted(parseDomainList("inspect-hosts", text));
+}
+
+/**
+ * `--allow-requests` / `--deny-requests`: comma lists, the flag repeatable. A rule holds no comma
+ * of its own (a comma in a path is written %2C), so splitting on commas never cuts one in two.
+ */
+function parseRules(flag: string, texts: readonly string[]): string[] {
+  if (isNone(texts)) return [];
+  return uniqueSorted(
+    texts.flatMap(splitList).map((item) => {
+      const parsed = parseRequestRule(item);
+      if (!parsed.ok) throw usageError("ERR_POLICY_RULE_INVALID", `--${flag}: ${parsed.why}`);
+      return parsed.rule.text;
+    }),
+  );
+}
+
 /** The rules of a new policy (`create-policy`). */
 export function policyRulesFromFlags(flags: Flags<FlagsOf<typeof CREATE_POLICY>>): PolicyRules {
   const denied = flags["denied-domains"];
@@ -122,11 +155,10 @@ export function policyRulesFromFlags(flags: Flags<FlagsOf<typeof CREATE_POLICY>>
     max_runtime_seconds: runtime === undefined ? null : parseRuntime(runtime, false),
     allow_private_networks: flags["allow-private-networks"] ?? false,
     prices: parsePrices(flags.price ?? []),
-    // Set by the secrets and request-rule flags (issue 13).
-    secrets: [],
-    inspect_hosts: [],
-    allow_requests: [],
-    deny_requests: [],
+    secrets: parseSecretNames(flags.secrets ?? "none"),
+    inspect_hosts: parseInspectHosts(flags["inspect-hosts"] ?? "none"),
+    allow_requests: parseRules("allow-requests", flags["allow-requests"] ?? []),
+    deny_requests: parseRules("deny-requests", flags["deny-requests"] ?? []),
   };
 }
 
@@ -153,8 +185,23 @@ export function policyChangesFromFlags(flags: Flags<FlagsOf<typeof UPDATE_POLICY
   if (privateNets !== undefined) changes.allow_private_networks = privateNets;
   const prices = flags.price ?? [];
   if (prices.length > 0) changes.prices = parsePrices(prices);
+  Object.assign(changes, laterChangesFromFlags(flags));
   if (Object.keys(changes).length === 0) {
     throw usageError("ERR_CLI_USAGE", "update-policy: give at least one field to change");
   }
   return changes;
+}
+
+/** The issue-13 fields of `update-policy`: a given flag replaces the list, "none" clears it. */
+function laterChangesFromFlags(flags: Flags<FlagsOf<typeof UPDATE_POLICY>>): PolicyChanges {
+  const secrets = flags.secrets;
+  const inspect = flags["inspect-hosts"];
+  const allow = flags["allow-requests"];
+  const deny = flags["deny-requests"];
+  return {
+    ...(secrets === undefined ? {} : { secrets: parseSecretNames(secrets) }),
+    ...(inspect === undefined ? {} : { inspect_hosts: parseInspectHosts(inspect) }),
+    ...(allow === undefined ? {} : { allow_requests: parseRules("allow-requests", allow) }),
+    ...(deny === undefined ? {} : { deny_requests: parseRules("deny-requests", deny) }),
+  };
 }

@@ -10,9 +10,10 @@ export {
   LATER_POLICY_FIELDS,
   withLaterFields,
 } from "./policy-version.js";
-export { compileRequestRules, parseRequestRule } from "./request-rule.js";
+export { compileRequestRules, normalizeRulePath, parseRequestRule } from "./request-rule.js";
 export type {
   CompiledRequestRules,
+  NormalizedPath,
   RequestRule,
   RuleRequest,
   RuleResult,

@@ -90,7 +90,7 @@ function patternsAreCanonical(list: readonly string[]): boolean {
 
 function rulesAreCanonical(list: readonly string[]): boolean {
   return list.every((text) => {
-    const parsed = parseRequestRule(text);
+    const parsed = parseRequestRule(text, { storedRule: true });
     return parsed.ok && parsed.rule.text === text;
   });
 }

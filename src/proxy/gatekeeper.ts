@@ -14,7 +14,9 @@ import {
 } from "../policy/index.js";
 import { hostText, isPrivateAddress } from "./address.js";
 import { denyBody, errorShapeFor } from "./deny-body.js";
-import type { AuditSink } from "./ports.js";
+import { meteredProviderFor } from "../metering/index.js";
+import { guardHost } from "../secrets/index.js";
+import type { AuditSink, SecretSource } from "./ports.js";
 import { RequestCounter } from "./request-slots.js";
 import { resolveTarget, type ResolveOverride } from "./resolve.js";
 import type { Gatekeeper, Judgement, Outcome, RequestFacts } from "./judgement.js";
@@ -33,10 +35,13 @@ export interface GatekeeperOptions {
   /** The proxy's own port, never a valid destination on loopback. */
   readonly proxyPort: () => number;
   /**
-   * For a metered LLM host, the TLS context to intercept its tunnel with (its requests are then
-   * judged and counted one by one); undefined for every other host.
+   * For a host whose requests must be seen (a metered LLM host, an inspected host, a host with
+   * request rules), the TLS context to intercept its tunnel with (its requests are then judged
+   * and counted one by one); undefined for every other host.
    */
-  readonly interceptFor?: (host: string) => Promise<SecureContext> | undefined;
+  readonly interceptFor?: (host: string, port: number) => Promise<SecureContext> | undefined;
+  /** The run's secrets: a host name that carries one is refused. */
+  readonly secrets?: SecretSource;
   /** Resolves a target's name once; DNS unless given (tests). */
   readonly resolve?: typeof resolveTarget;
 }
@@ -65,6 +70,37 @@ async function dialAddress(
   if (first === undefined || selfConnect) return "private_address";
   // A stop may have begun while we resolved.
   return options.stopReason() ?? { address: first.address };
+}
+
+/**
+ * What is judged of a request before its name is resolved, beyond host and port: a host name
+ * that carries a secret; a metered host outside a tunnel (reached only through an intercepted
+ * one, where each call is metered); the request rules, for a request whose path we see here
+ * (inside an intercepted tunnel they are judged per request).
+ */
+function checkRequest(
+  options: GatekeeperOptions,
+  facts: RequestFacts,
+  host: string,
+): Judgement | undefined {
+  if (facts.host.kind === "name") {
+    const snapshot = options.secrets?.snapshot();
+    const refusal = snapshot === undefined ? undefined : guardHost(snapshot, host);
+    if (refusal !== undefined) {
+      const { reason, secret, where } = refusal;
+      return { allow: false, reason, secret, error: `secret ${secret} in the ${where}` };
+    }
+  }
+  if (facts.kind === "connect") return undefined;
+  if (facts.host.kind === "name" && meteredProviderFor(host) !== undefined)
+    return denied("malformed_request");
+  const verdict = options.policy.requestRules.decide({
+    method: facts.method,
+    host,
+    port: facts.port,
+    path: facts.path,
+  });
+  return verdict === "allow" ? undefined : denied(verdict);
 }
 
 /** The audit line of a finished request. */
@@ -105,9 +141,12 @@ export function createGatekeeper(
       port: facts.port,
     });
     if (target.decision === "deny") return denied(target.reason);
-    const intercept = facts.host.kind === "name" ? options.interceptFor?.(host) : undefined;
-    // A metered host is reached only through an intercepted tunnel, where each call is metered.
-    if (intercept !== undefined && facts.kind !== "connect") return denied("malformed_request");
+    const early = checkRequest(options, facts, host);
+    if (early !== undefined) return early;
+    const intercept =
+      facts.host.kind === "name" && facts.kind === "connect"
+        ? options.interceptFor?.(host, facts.port)
+        : undefined;
     // Counted before resolving, so concurrent requests cannot together pass the limit. An
     // intercepted tunnel holds a place only while it is judged: its calls are counted one by one.
     const slot = intercept === undefined ? requests.take() : requests.hold();

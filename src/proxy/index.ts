@@ -6,4 +6,6 @@ export type { AuditSink, PriceLookup, SpendLedger } from "./ports.js";
 export type { ResolveOverride } from "./resolve.js";
 export { parseAuthority, parseHost, isPrivateAddress } from "./address.js";
 export { createMeteredHandler } from "./metered-exchange.js";
+export { createInspectedHandler } from "./inspected-exchange.js";
+export type { SecretSource } from "./ports.js";
 export type { MeterOptions } from "./metered-exchange.js";

@@ -21,7 +21,14 @@ export type Judgement =
       /** Set for metered hosts: terminate TLS with this context and meter each request. */
       readonly intercept?: SecureContext;
     }
-  | { readonly allow: false; readonly reason: DenyReason };
+  | {
+      readonly allow: false;
+      readonly reason: DenyReason;
+      /** The secret a secret_* denial is about, by name. */
+      readonly secret?: string;
+      /** A secret-free note for the audit line: where, or why. */
+      readonly error?: string;
+    };
 
 /** A finished request, allowed or denied, for the audit log. */
 export interface Outcome {
@@ -35,6 +42,8 @@ export interface Outcome {
   readonly bytesOut: number;
   readonly durationMs: number;
   readonly error?: string;
+  /** Secrets swapped in (allowed) or refused (denied), by name. */
+  readonly secret?: string;
 }
 
 /**

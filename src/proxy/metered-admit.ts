@@ -72,6 +72,8 @@ export interface Refusal {
   readonly metered?: MeteredFields;
   /** The budget could not pay for this call: once the 403 is out, the run is told. */
   readonly budgetExhausted?: true;
+  /** The secret a secret_* refusal is about, by name. */
+  readonly secret?: string | undefined;
 }
 
 export type Admission =
@@ -141,7 +143,7 @@ async function admitSteps(ports: AdmitPorts, req: MeteredRequest): Promise<Admis
   return { admitted: true, call: { provider, request, forwardBody, usageInjected, billing } };
 }
 
-function hostMatchesTunnel(host: string | undefined, tunnel: TunnelContext): boolean {
+export function hostMatchesTunnel(host: string | undefined, tunnel: TunnelContext): boolean {
   const declared = (host ?? "").toLowerCase().replace(/\.$/, "");
   return tunnel.port === 443
     ? declared === tunnel.host || declared === `${tunnel.host}:443`

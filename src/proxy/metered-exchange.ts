@@ -1,6 +1,4 @@
-import { Agent as HttpsAgent } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createSecureContext } from "node:tls";
 
 import {
   decisionRecord,
@@ -16,6 +14,7 @@ import { DENY_HEADERS } from "./deny-response.js";
 import type { InnerHandler, TunnelContext } from "./intercept.js";
 import {
   admit,
+  MAX_METERED_BODY_BYTES,
   messageOf,
   type AdmitPorts,
   type AdmittedCall,
@@ -23,7 +22,11 @@ import {
 } from "./metered-admit.js";
 import { forward } from "./metered-forward.js";
 import { cancelReservation, chargeInFull, settle } from "./metered-settle.js";
-import type { AuditSink, PriceLookup, SpendLedger } from "./ports.js";
+import { forwardHeaders } from "./headers.js";
+import { checkInnerRequest } from "./inner-check.js";
+import type { Outgoing } from "./metered-forward.js";
+import type { AuditSink, PriceLookup, SecretSource, SpendLedger } from "./ports.js";
+import { lazyUpstreamAgent } from "./upstream-tls.js";
 import { tablePrices } from "./price-lookup.js";
 import { settledWithin } from "./settled-within.js";
 
@@ -44,6 +47,8 @@ export interface MeterOptions {
   readonly now: () => Date;
   /** The price table with the policy's overrides unless given (tests). */
   readonly prices?: PriceLookup;
+  /** The run's secrets: stand-ins swapped, values and misplaced stand-ins refused. */
+  readonly secrets?: SecretSource | undefined;
 }
 
 function errorShape(provider: ProviderId | undefined): ErrorShape | undefined {
@@ -51,24 +56,6 @@ function errorShape(provider: ProviderId | undefined): ErrorShape | undefined {
   if (provider === "anthropic") return "anthropic";
   if (provider === "gemini" || provider === "vertex") return "gemini";
   return "openai";
-}
-
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        resolve(undefined);
-        req.resume();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on("end", () => resolve(size > limit ? undefined : Buffer.concat(chunks)));
-    req.on("error", () => resolve(undefined));
-  });
 }
 
 const elapsedSince = (started: number) => Math.round(performance.now() - started);
@@ -84,6 +71,8 @@ interface Exchange {
   call?: AdmittedCall;
   /** Its audit line is written: nothing is left to record. */
   recorded?: true;
+  /** Names of the secrets swapped into it, for its audit line. */
+  secret?: string | undefined;
 }
 
 /** The contract's 403, in the provider's error shape, and its audit line. */
@@ -98,6 +87,7 @@ function refuse(options: MeterOptions, x: Exchange, refusal: Refusal): void {
     bytesOut: 0,
     durationMs: elapsedSince(started),
     error: refusal.error,
+    secret: refusal.secret,
   };
   const metered = {
     ...(refusal.provider === undefined ? {} : { provider: refusal.provider }),
@@ -112,28 +102,12 @@ class Meter {
   readonly admitPorts: AdmitPorts;
   /** Calls admitted and not yet settled with their audit line queued. */
   readonly calls = new Set<Promise<void>>();
-  private agentMade: HttpsAgent | undefined;
+  readonly upstream;
 
   constructor(readonly options: MeterOptions) {
     const prices = options.prices ?? tablePrices(options.policy.rules.prices);
     this.admitPorts = { ...options, prices };
-  }
-
-  /**
-   * One secure context for the trusted roots, made once, on the first metered call (a run that
-   * makes none keeps the ~140 parsed roots out of memory): passing `ca` per request instead
-   * would make Node build the pool key from ~200 KB of PEM, and reparse it, on every request.
-   */
-  agent(): HttpsAgent {
-    return (this.agentMade ??= new HttpsAgent({
-      keepAlive: true,
-      maxSockets: 64,
-      secureContext: createSecureContext({ ca: [...this.options.upstreamRoots] }),
-    }));
-  }
-
-  closeAgent(): void {
-    this.agentMade?.destroy();
+    this.upstream = lazyUpstreamAgent(options.upstreamRoots);
   }
 
   /**
@@ -186,12 +160,33 @@ class Meter {
 
   private async steps(x: Exchange): Promise<void> {
     const { req } = x;
+    const headers = forwardHeaders(req.rawHeaders, false);
+    const checked = await checkInnerRequest(
+      { policy: this.options.policy, secrets: this.options.secrets },
+      req,
+      x.tunnel,
+      headers,
+      MAX_METERED_BODY_BYTES,
+    );
+    if (!checked.ok) {
+      const { reason, error, secret } = checked.denial;
+      req.resume();
+      const provider = meteredProviderFor(x.tunnel.host);
+      refuse(this.options, x, {
+        reason,
+        provider,
+        secret,
+        ...(error === undefined ? {} : { error }),
+      });
+      return;
+    }
+    x.secret = checked.secret;
     const admission = await admit(this.admitPorts, {
       method: x.line.method,
       path: req.url ?? "/",
       host: req.headers.host,
       tunnel: x.tunnel,
-      readBody: (limit) => readBody(req, limit),
+      readBody: (limit) => Promise.resolve(checked.body.length > limit ? undefined : checked.body),
     });
     if (!admission.admitted) {
       req.resume();
@@ -201,15 +196,16 @@ class Meter {
     }
     x.call = admission.call;
     // The failure is handled inside the tracked promise, so that finished() waits for its line.
-    const call = this.forwardAndSettle(admission.call, x).catch((err: unknown) => {
+    const call = this.forwardAndSettle(admission.call, x, checked).catch((err: unknown) => {
       this.failed(x, err);
     });
     this.calls.add(call);
     await call.finally(() => this.calls.delete(call));
   }
 
-  private async forwardAndSettle(call: AdmittedCall, x: Exchange): Promise<void> {
-    const forwarded = await forward(call, x.req, x.res, x.tunnel, this.agent());
+  private async forwardAndSettle(call: AdmittedCall, x: Exchange, sent: Outgoing): Promise<void> {
+    const agent = this.upstream.agent();
+    const forwarded = await forward(call, x.req, x.res, x.tunnel, agent, sent);
     if (forwarded.untrusted) {
       if (call.billing !== undefined) {
         cancelReservation(this.options.ledger, call.billing, "upstream certificate not trusted");
@@ -234,6 +230,7 @@ class Meter {
       bytesOut: call.forwardBody.length,
       durationMs,
       error: forwarded.error,
+      secret: x.secret,
     };
     // The line is marked written as it is appended: a fault after it must not write a second.
     const audit = {
@@ -273,7 +270,7 @@ export function createMeteredHandler(
    */
   const finished = async (timeoutMs: number): Promise<void> => {
     await settledWithin(meter.calls, timeoutMs);
-    meter.closeAgent();
+    meter.upstream.close();
     await options.ledger.drain();
     await settledWithin(meter.calls, timeoutMs);
   };

@@ -3,7 +3,10 @@ import { request as httpsRequest } from "node:https";
 import type { ClientRequest, IncomingMessage, ServerResponse } from "node:http";
 
 import { createUsageReader, type Usage, type UsageReader } from "../metering/index.js";
+import type { Scrubber, SecretSnapshot } from "../secrets/index.js";
 import { dropHeaders, forwardHeaders } from "./headers.js";
+import { maskHeaderValues } from "./secret-check.js";
+import { isCertificateError } from "./upstream-tls.js";
 import type { TunnelContext } from "./intercept.js";
 import type { AdmittedCall } from "./metered-admit.js";
 
@@ -20,21 +23,22 @@ export type Forwarded =
     }
   | { readonly untrusted: true; readonly error: string };
 
-/** Errors of certificate verification, as Node's TLS reports them. */
-function isCertificateError(err: NodeJS.ErrnoException): boolean {
-  return /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ALTNAME/.test(err.code ?? "");
+/** What goes upstream of a request: its target and headers once checked, stand-ins swapped. */
+export interface Outgoing {
+  readonly path: string;
+  /** As forwardHeaders gives them (hop-by-hop headers gone). */
+  readonly headers: readonly string[];
+  /** Set when the run holds secrets: their values are masked in the answer. */
+  readonly secrets: { snapshot: SecretSnapshot; scrubber: Scrubber } | undefined;
 }
 
 function upstreamHeaders(
   req: IncomingMessage,
   tunnel: TunnelContext,
+  sent: Outgoing,
   bodyLength: number,
 ): string[] {
-  const headers = dropHeaders(forwardHeaders(req.rawHeaders, false), [
-    "content-length",
-    "accept-encoding",
-    "host",
-  ]);
+  const headers = dropHeaders(sent.headers, ["content-length", "accept-encoding", "host"]);
   // Usage must be readable, so the response comes uncompressed.
   headers.push(
     "host",
@@ -60,6 +64,7 @@ class UpstreamCall {
     private readonly call: AdmittedCall,
     private readonly res: ServerResponse,
     private readonly tunnel: TunnelContext,
+    private readonly outgoing: Outgoing,
     private readonly resolve: (forwarded: Forwarded) => void,
   ) {}
 
@@ -96,14 +101,18 @@ class UpstreamCall {
       forwardHeaders(up.rawHeaders, false),
       call.usageInjected ? ["content-length"] : [],
     );
-    res.writeHead(this.status, up.statusMessage, out);
+    const secrets = this.outgoing.secrets;
+    const scrub = (bytes: Buffer) => secrets?.scrubber.push(bytes) ?? bytes;
+    const headers = secrets === undefined ? out : maskHeaderValues(out, secrets.snapshot);
+    res.writeHead(this.status, up.statusMessage, headers);
     up.on("data", (chunk: Buffer) => {
       this.bytesIn += chunk.length;
-      const passOn = reader.push(chunk);
+      const passOn = scrub(reader.push(chunk));
       if (passOn.length > 0) res.write(passOn);
     });
     up.on("end", () => {
-      res.end(reader.end());
+      const last = scrub(reader.end());
+      res.end(secrets === undefined ? last : Buffer.concat([last, secrets.scrubber.end()]));
       this.end(reader.usage(), reader.complete());
     });
     up.on("error", (err) => {
@@ -149,17 +158,18 @@ export function forward(
   res: ServerResponse,
   tunnel: TunnelContext,
   agent: HttpsAgent,
+  sent: Outgoing,
 ): Promise<Forwarded> {
   if (res.destroyed) return Promise.resolve(CLIENT_GONE);
   return new Promise((resolve) => {
-    const state = new UpstreamCall(call, res, tunnel, resolve);
+    const state = new UpstreamCall(call, res, tunnel, sent, resolve);
     const upstream = httpsRequest({
       host: tunnel.address,
       port: tunnel.port,
       servername: tunnel.host,
       method: req.method,
-      path: req.url ?? "/",
-      headers: upstreamHeaders(req, tunnel, call.forwardBody.length),
+      path: sent.path,
+      headers: upstreamHeaders(req, tunnel, sent, call.forwardBody.length),
       agent,
       setHost: false,
     });

@@ -23,6 +23,8 @@ export interface CallEnd {
   readonly bytesOut: number;
   readonly durationMs: number;
   readonly error?: string | undefined;
+  /** Names of the secrets swapped into the call. */
+  readonly secret?: string | undefined;
 }
 
 /** What a call is charged, in nano-USD, and why when it is the whole reservation. */

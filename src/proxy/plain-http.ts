@@ -2,7 +2,10 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Dispatcher } from "undici";
 
 import { hostText } from "./address.js";
-import { forwardHeaders, headerValues } from "./headers.js";
+import type { Scrubber, SecretSnapshot } from "../secrets/index.js";
+import { dropHeaders, forwardHeaders, headerValues } from "./headers.js";
+import { sendDeny } from "./proxy-core.js";
+import { checkSecrets, maskHeaderValues, takeSnapshot } from "./secret-check.js";
 import type { Judgement, RequestFacts } from "./judgement.js";
 import type { ProxyCore } from "./proxy-core.js";
 import type { InFlight } from "./request-records.js";
@@ -30,6 +33,8 @@ class Exchange {
   abortUpstream: ((err?: Error) => void) | undefined;
   upstreamDone = false;
   status = 502;
+  /** Set when the run holds secrets: their values are masked in the answer. */
+  secrets: { snapshot: SecretSnapshot; scrubber: Scrubber } | undefined;
 
   constructor(
     readonly res: ServerResponse,
@@ -91,11 +96,11 @@ class Exchange {
         this.onHeaders(statusCode, rawHeaders, resume, statusText),
       onData: (chunk) => {
         entry.bytesIn += chunk.length;
-        return res.write(chunk);
+        return res.write(this.secrets?.scrubber.push(chunk) ?? chunk);
       },
       onComplete: () => {
         this.upstreamDone = true;
-        res.end();
+        res.end(this.secrets?.scrubber.end());
         entry.finish(this.judgement, this.status);
       },
       onError: (err) => this.failed(err),
@@ -108,8 +113,9 @@ class Exchange {
     resume: () => void,
     statusText: string,
   ): boolean {
-    const names: string[] = [];
+    let names: string[] = [];
     for (const value of rawHeaders) names.push(value.toString("latin1"));
+    if (this.secrets !== undefined) names = maskHeaderValues(names, this.secrets.snapshot);
     try {
       // A reason phrase or header Node will not write (a control character, say) is the
       // upstream's fault: answered 502 by onError, like any upstream failure.
@@ -135,11 +141,12 @@ export async function forwardPlainHttp(
   judgement: Allowed,
   entry: InFlight,
 ): Promise<void> {
-  const headers = upstreamHeaders(req, facts);
   const hasBody =
     req.headers["transfer-encoding"] !== undefined ||
     (req.headers["content-length"] !== undefined && req.headers["content-length"] !== "0");
   const exchange = new Exchange(res, facts, judgement, entry);
+  const outgoing = await checkedRequest(core, req, res, facts, exchange, hasBody);
+  if (outgoing === undefined) return;
   res.on("close", () => exchange.clientClosed());
   let pool: Dispatcher;
   try {
@@ -151,10 +158,10 @@ export async function forwardPlainHttp(
   try {
     pool.dispatch(
       {
-        path: facts.path,
+        path: outgoing.path,
         method: facts.method as Dispatcher.HttpMethod,
-        headers,
-        body: hasBody ? req : null,
+        headers: outgoing.headers,
+        body: outgoing.body,
       },
       exchange.handlers(),
     );
@@ -162,4 +169,43 @@ export async function forwardPlainHttp(
     exchange.failed(err instanceof Error ? err : new Error(String(err)));
   }
   if (!hasBody) req.resume();
+}
+
+/**
+ * What goes upstream: the request as it came (its body streamed) when the run holds no secret;
+ * else the whole request, checked for secrets, with stand-ins swapped, or nothing and a 403.
+ */
+async function checkedRequest(
+  core: ProxyCore,
+  req: IncomingMessage,
+  res: ServerResponse,
+  facts: RequestFacts,
+  exchange: Exchange,
+  hasBody: boolean,
+): Promise<{ path: string; headers: string[]; body: IncomingMessage | Buffer | null } | undefined> {
+  const headers = upstreamHeaders(req, facts);
+  const refuse = (denial: Extract<Judgement, { allow: false }>): void => {
+    sendDeny(core, res, denial.reason);
+    req.resume();
+    exchange.entry.finish(denial, 403, denial.error);
+  };
+  const taken = takeSnapshot(core.secrets);
+  if ("denial" in taken) {
+    refuse(taken.denial);
+    return undefined;
+  }
+  const { snapshot } = taken;
+  if (snapshot === undefined) return { path: facts.path, headers, body: hasBody ? req : null };
+  const target = { host: hostText(facts.host), port: facts.port, path: facts.path, headers };
+  const checked = await checkSecrets(snapshot, req, target);
+  if (!checked.ok) {
+    refuse(checked.denial);
+    return undefined;
+  }
+  exchange.entry.secret = checked.secret;
+  exchange.secrets = { snapshot, scrubber: checked.scrubber };
+  // The body goes whole, so its length is known: framed by Content-Length alone.
+  const sent = dropHeaders(checked.headers, ["content-length"]);
+  if (hasBody) sent.push("content-length", String(checked.body.length));
+  return { path: checked.path, headers: sent, body: hasBody ? checked.body : null };
 }

@@ -1,4 +1,5 @@
 import type { DecisionFields } from "../audit/index.js";
+import type { SecretSnapshot } from "../secrets/index.js";
 import type {
   LedgerState,
   ModelPricing,
@@ -6,6 +7,15 @@ import type {
   ReserveResult,
   SettleMeta,
 } from "../metering/index.js";
+
+/**
+ * The run's secrets, read fresh for each request (a rotation applies to the next one). Undefined
+ * when the authority holds none: nothing to swap or look for. Throws when they cannot be read:
+ * the request is then denied (fail closed).
+ */
+export interface SecretSource {
+  snapshot(): SecretSnapshot | undefined;
+}
 
 /** Where each request's decision record goes. */
 export interface AuditSink {

@@ -6,10 +6,13 @@ import { DENY_HEADERS, denyResponseHead } from "./deny-response.js";
 import type { Interception } from "./intercept.js";
 import type { Gatekeeper, Judgement, RequestFacts } from "./judgement.js";
 import type { InFlight, RequestRecords } from "./request-records.js";
+import type { SecretSource } from "./ports.js";
 import type { UpstreamPools } from "./upstream-pools.js";
 
 /** What every way of carrying out a request shares: the judge, the records, the open sockets. */
 export interface ProxyCore {
+  /** The run's secrets, when requests must be checked for them. */
+  readonly secrets: SecretSource | undefined;
   readonly gatekeeper: Gatekeeper;
   readonly records: RequestRecords;
   readonly pools: UpstreamPools;
@@ -37,7 +40,11 @@ export async function judgeRequest(
 ): Promise<{ judgement: Judgement; error?: string }> {
   let result: { judgement: Judgement; error?: string };
   try {
-    result = { judgement: await core.gatekeeper.judge(facts) };
+    const judgement = await core.gatekeeper.judge(facts);
+    result =
+      !judgement.allow && judgement.error !== undefined
+        ? { judgement, error: judgement.error }
+        : { judgement };
   } catch (err) {
     result = {
       judgement: MALFORMED,

@@ -6,6 +6,8 @@ export interface InFlight {
   bytesOut: number;
   /** Set once the gatekeeper has answered. */
   judgement: Judgement | undefined;
+  /** Names of the secrets swapped into the request, once they are. */
+  secret?: string | undefined;
   /** Records the request's end; only the first call counts. */
   finish(judgement: Judgement, status: number, error?: string): void;
 }
@@ -29,6 +31,7 @@ export class RequestRecords {
         if (done) return;
         done = true;
         this.open.delete(entry);
+        const secret = judgement.allow ? entry.secret : judgement.secret;
         this.gatekeeper.record({
           facts,
           rawTarget,
@@ -39,6 +42,7 @@ export class RequestRecords {
           bytesOut: entry.bytesOut,
           durationMs: Math.round(performance.now() - started),
           ...(error === undefined ? {} : { error }),
+          ...(secret === undefined ? {} : { secret }),
         });
         if (this.onIdle !== undefined && this.open.size === 0) this.onIdle();
       },

@@ -1,11 +1,9 @@
-import type { IncomingMessage } from "node:http";
 import { connect as netConnect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { SecureContext } from "node:tls";
 
 import { hostText } from "./address.js";
 import { MAX_HELLO_BUFFER, readClientHello, sniRefusal } from "./client-hello.js";
-import { forwardHeaders } from "./headers.js";
 import type { Judgement, RequestFacts } from "./judgement.js";
 import { denyOnSocket, MALFORMED, track, type ProxyCore } from "./proxy-core.js";
 import type { InFlight } from "./request-records.js";
@@ -198,13 +196,19 @@ export function interceptTunnel(r: SocketRequest, intercept: SecureContext): voi
   client.once("close", () => entry.finish(judgement, 200));
 }
 
-/** An allowed WebSocket upgrade: the request goes upstream as written, then bytes both ways. */
-export function openUpgrade(r: SocketRequest, req: IncomingMessage): void {
+/**
+ * An allowed WebSocket upgrade: the request goes upstream as written (stand-ins swapped), then
+ * bytes both ways.
+ */
+export function openUpgrade(
+  r: SocketRequest,
+  sent: { readonly path: string; readonly headers: readonly string[] },
+): void {
   const { core, client, head, facts, judgement, entry } = r;
   const upstream = netConnect({ host: judgement.address, port: facts.port });
   track(core, upstream);
-  const headers = forwardHeaders(req.rawHeaders, true);
-  let headText = `${facts.method} ${facts.path} HTTP/1.1\r\n`;
+  const { headers } = sent;
+  let headText = `${facts.method} ${sent.path} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2)
     headText += `${headers[i] ?? ""}: ${headers[i + 1] ?? ""}\r\n`;
   upstream.once("connect", () => {

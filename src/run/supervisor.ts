@@ -11,6 +11,7 @@ import {
   leafCertificateFor,
   loadLocalCa,
   requireValidTokenIn,
+  secretReader,
 } from "../authority/index.js";
 import {
   AuditLog,
@@ -25,10 +26,13 @@ import { meteredProviderFor, openLedger, type Ledger } from "../metering/index.j
 import { compilePolicy, parseUsdToNano, type CompiledPolicy } from "../policy/index.js";
 import {
   createGatekeeper,
+  createInspectedHandler,
   createMeteredHandler,
   startProxy,
   type ResolveOverride,
 } from "../proxy/index.js";
+import { prepareRunSecrets, withStandIns, type RunSecrets } from "./run-secrets.js";
+import type { StoredSecret } from "../secrets/index.js";
 import { buildChildEnv, setAsideForHelper } from "./child-env.js";
 import { CleanupStack } from "./cleanup-stack.js";
 import { closeInheritedDescriptors } from "./inherited-descriptors.js";
@@ -106,6 +110,10 @@ interface RunPlan {
   readonly identity: RunIdentity;
   /** Where this user's run folders live. */
   readonly runsBase: string;
+  /** The stand-ins of the policy's secrets, and where the proxy reads the secrets. */
+  readonly secrets: RunSecrets;
+  /** Every secret the authority held when the run started: none is in the command's environment. */
+  readonly secretValues: () => readonly StoredSecret[];
 }
 
 /** A run's moving parts, filled in as they are started. */
@@ -140,6 +148,8 @@ async function planRun(home: Home, options: RunOptions, now: () => Date): Promis
       `token refused: policy ${claims.policy_id} v${claims.policy_version} changed on disk while the run started`,
     );
   const policy = compilePolicy(policyVersion);
+  const reader = secretReader(home);
+  const secrets = prepareRunSecrets(reader, policyVersion.secrets);
   const ca = loadLocalCa(home);
   if (options.command[0] === undefined)
     throw new VallignusError("ERR_RUN_NO_COMMAND", "run: give a command after --");
@@ -153,7 +163,8 @@ async function planRun(home: Home, options: RunOptions, now: () => Date): Promis
   };
   const budgetNano = parseUsdToNano(policyVersion.max_spend_usd) ?? 0;
   const plan = { home, store, options, now, claims, isolation, policyVersion, policy, ca };
-  return { ...plan, budgetNano, identity, runsBase: base };
+  const secretValues = () => reader.all();
+  return { ...plan, budgetNano, identity, runsBase: base, secrets, secretValues };
 }
 
 /** The audit log and the ledger; a write either cannot do in the background stops the run. */
@@ -218,11 +229,18 @@ function auditedDecisions(run: LiveRun, audit: AuditLog) {
   };
 }
 
-/** The TLS context the proxy intercepts a metered host with: one leaf per host, made once. */
-function leafContexts(home: Home, ca: RunPlan["ca"], now: () => Date) {
+/**
+ * The TLS context the proxy intercepts a host with, for a host whose requests it must see: a
+ * metered LLM host, one in `--inspect-hosts`, one with request rules. One leaf per host, made once.
+ */
+function leafContexts(home: Home, ca: RunPlan["ca"], now: () => Date, policy: CompiledPolicy) {
   const contexts = new Map<string, Promise<SecureContext>>();
-  return (host: string): Promise<SecureContext> | undefined => {
-    if (meteredProviderFor(host) === undefined) return undefined;
+  const seen = (host: string, port: number) =>
+    meteredProviderFor(host) !== undefined ||
+    policy.inspected.namesHost(host) ||
+    policy.requestRules.covers(host, port);
+  return (host: string, port: number): Promise<SecureContext> | undefined => {
+    if (!seen(host, port)) return undefined;
     let context = contexts.get(host);
     if (context === undefined) {
       context = leafCertificateFor(home, ca, host, now()).then((leaf) =>
@@ -244,11 +262,13 @@ async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack
     ...rootCertificates,
     ...(options.upstreamCa === undefined ? [] : [readUpstreamCa(options.upstreamCa)]),
   ];
-  const interceptFor = leafContexts(home, ca, now);
+  const interceptFor = leafContexts(home, ca, now, policy);
+  const secrets = run.plan.secrets.source;
 
   const runLimitRequests = options.maxRequests;
   const gatekeeper = createGatekeeper({
     interceptFor,
+    secrets,
     identity,
     policy,
     overrides: options.resolve,
@@ -258,9 +278,10 @@ async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack
     onRequestLimit: () => stop.stop("request_limit_exceeded"),
     proxyPort: () => proxy.port,
   });
-  const innerHandler = createMeteredHandler({
+  const metered = createMeteredHandler({
     identity,
     policy,
+    secrets,
     // The ledger batches what one event-loop turn asks for: one lock, one write, one fdatasync.
     ledger: {
       reserve: (amount, meta) => ledger.reserveBatched(amount, meta),
@@ -277,11 +298,25 @@ async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack
     upstreamRoots,
     now,
   });
+  const inspected = createInspectedHandler({
+    identity,
+    policy,
+    audit: decisions,
+    stopReason: () => stop.denyReason(),
+    takeRequestSlot: () => gatekeeper.takeRequestSlot(),
+    upstreamRoots,
+    secrets,
+  });
+  const innerHandler: Parameters<typeof startProxy>[0]["innerHandler"] = (req, res, tunnel) => {
+    if (meteredProviderFor(tunnel.host) !== undefined) metered(req, res, tunnel);
+    else inspected(req, res, tunnel);
+  };
   const proxySocket = join(runDir, "proxy.sock");
   const proxy = await startProxy({
     port: options.port,
     gatekeeper,
     innerHandler,
+    secrets,
     unixSocket: isolation === undefined ? undefined : proxySocket,
   }).catch((err: unknown) => {
     if (isErrnoException(err) && err.code === "EADDRINUSE")
@@ -297,7 +332,7 @@ async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack
     await proxy.close();
     // Metered calls the closed connections cut short are settled, the ledger written, and
     // their audit lines queued, before run_end.
-    await innerHandler.finished(2000);
+    await Promise.all([metered.finished(2000), inspected.finished(2000)]);
   });
   return { proxy, gatekeeper, proxySocket };
 }
@@ -350,15 +385,20 @@ function commandLine(
   proxySocket: string,
 ): { argv: readonly string[]; env: NodeJS.ProcessEnv } {
   const { isolation, options } = plan;
+  const standIns = plan.secrets.standIns;
   if (isolation === undefined) {
     const proxyUrl = `http://127.0.0.1:${proxyPort}`;
     const env = buildChildEnv(process.env, proxyUrl, join(runDir, "ca-bundle.pem"));
-    return { argv: options.command, env };
+    return { argv: options.command, env: withStandIns(env, standIns, plan.secretValues()) };
   }
   // Inside, the run folder is bound at INNER_RUN_DIR; the host's is hidden with every other.
   const proxyUrl = `http://127.0.0.1:${INNER_PROXY_PORT}`;
   const env = setAsideForHelper(
-    buildChildEnv(process.env, proxyUrl, join(INNER_RUN_DIR, "ca-bundle.pem")),
+    withStandIns(
+      buildChildEnv(process.env, proxyUrl, join(INNER_RUN_DIR, "ca-bundle.pem")),
+      standIns,
+      plan.secretValues(),
+    ),
   );
   const mounts = isolationMounts({ home: plan.home.root, runsBase: plan.runsBase, runDir });
   const config = {
