@@ -68,7 +68,8 @@ export async function startOrigins(tlsNames: readonly string[]): Promise<Origins
     req.on("end", () => answer(req, res, Buffer.concat(chunks).toString("utf8")));
   });
   await new Promise<void>((done) => plain.listen(0, "127.0.0.1", done));
-  const tls = await startTlsProvider(tlsNames, answer);
+  // Trusted beside the fake providers' CA, so named apart from it.
+  const tls = await startTlsProvider(tlsNames, answer, "CN=Vallignus test origins CA");
   return {
     plainPort: (plain.address() as AddressInfo).port,
     tlsPort: tls.port,
@@ -159,7 +160,7 @@ export async function secretsHarness(
   const h = await meteredHarness(prefix, "", ["api.openai.com", "api.anthropic.com"]);
   const origins = await startOrigins(tlsNames);
   // The proxy trusts both fakes' CAs when it is the TLS client (inspected and metered hosts).
-  writeFileSync(h.caFile, h.fake.caPem + origins.caPem);
+  writeFileSync(h.caFile, `${h.fake.caPem}\n${origins.caPem}\n`);
   // An isolated command runs as another uid: it reads its cases and writes its marks here.
   chmodSync(h.root, 0o777);
   const hostPorts: Record<string, string> = {
