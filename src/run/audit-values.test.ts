@@ -59,16 +59,24 @@ const CASES: [string, Partial<DecisionFields>, string[] | undefined, unknown, un
 ];
 
 for (const [what, fields, values, path, host] of CASES) {
-  test(`secret_exfiltration record, ${what}`, () => {
+  test(`a denial's record, ${what}`, () => {
     const out = withoutSecretValues(record(fields), values);
     assert.equal(out.path, path);
     assert.equal(out.host, host);
   });
 }
 
-test("other records are left as they are (the guard found no value in them)", () => {
+test("a record of any denial is masked: a host the policy does not allow may carry a value", () => {
+  const out = withoutSecretValues(
+    record({ deny_reason: "domain_not_allowed", path: `/upload/${KEY}` }),
+    [KEY],
+  );
+  assert.equal(out.path, `/upload/${STARS}`);
+});
+
+test("an allowed record, and a denial when the authority holds no secret, are left as they are", () => {
   const allowed = record({ decision: "allow", path: `/up/${KEY}` });
   assert.equal(withoutSecretValues(allowed, [KEY]), allowed);
   const other = record({ deny_reason: "secret_wrong_host", path: "/x" });
-  assert.equal(withoutSecretValues(other, undefined), other);
+  assert.equal(withoutSecretValues(other, []), other);
 });

@@ -33,16 +33,17 @@ function masked(text: string | null, values: readonly string[]): string | null {
 }
 
 /**
- * The record without any secret value in its path or host. A request denied
- * secret_exfiltration may carry one there (`/upload/<key>`, `<key>.example.com`), and the
- * audit log must never hold a value; other records cannot (the guard saw no value in them).
+ * The record without any secret value in its path or host. A denied request may carry one
+ * there (`/upload/<key>`, `<key>.example.com`), whatever it was denied for, and the audit log
+ * must never hold a value; an allowed one cannot (the guard found no value in it).
  * `values` is undefined when the secrets could not be read: the fields go whole (fail closed).
  */
 export function withoutSecretValues(
   record: DecisionFields,
   values: readonly string[] | undefined,
 ): DecisionFields {
-  if (record.decision !== "deny" || record.deny_reason !== "secret_exfiltration") return record;
+  if (record.decision !== "deny") return record;
   if (values === undefined) return { ...record, path: null, host: null };
+  if (values.length === 0) return record;
   return { ...record, path: masked(record.path, values), host: masked(record.host, values) };
 }

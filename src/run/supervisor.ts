@@ -231,10 +231,7 @@ function auditedDecisions(run: LiveRun, audit: AuditLog, secrets: SecretSource) 
       if (denied) counts.denied++;
       else counts.allowed++;
       try {
-        const exfiltration = denied && decision.deny_reason === "secret_exfiltration";
-        const record = exfiltration
-          ? withoutSecretValues(decision, secretValues(secrets))
-          : decision;
+        const record = denied ? withoutSecretValues(decision, secretValues(secrets)) : decision;
         audit.enqueue(record, denied);
       } catch (err) {
         // A decision that cannot be recorded: no further request may be decided.

@@ -25,7 +25,11 @@ export interface FakeProviders {
   readonly port: number;
   readonly caPem: string;
   /** Request bodies received, as parsed JSON, with their path and headers. */
-  readonly received: { path: string; body: Record<string, unknown>; headers: IncomingHttpHeaders }[];
+  readonly received: {
+    path: string;
+    body: Record<string, unknown>;
+    headers: IncomingHttpHeaders;
+  }[];
   readonly behaviour: FakeBehaviour;
   /** TCP connections accepted, whether or not a request followed. */
   readonly connections: () => number;

@@ -130,7 +130,7 @@ export interface SecretsHarness {
     cases: readonly ProbeCase[],
     options?: RunOptions,
   ): Promise<{ result: CliResult; out: Record<string, ProbeResult> }>;
-  /** Files under $VALLIGNUS_HOME holding `text`, relative to it. */
+  /** Files under $VALLIGNUS_HOME holding `text` in any case, relative to it. */
   filesHolding(text: string): string[];
   close(): Promise<void>;
 }
@@ -248,7 +248,7 @@ export async function secretsHarness(
     },
     filesHolding: (text) =>
       walk(h.home)
-        .filter((file) => readFileSync(file).includes(text))
+        .filter((file) => readFileSync(file, "latin1").toLowerCase().includes(text.toLowerCase()))
         .map((file) => relative(h.home, file)),
     close: () => Promise.all([h.close(), origins.close()]).then(() => undefined),
   };
