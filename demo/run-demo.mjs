@@ -67,13 +67,15 @@ try {
     "--policy-id",
     "demo",
     "--max-spend-usd",
-    "0.5",
+    "0.005",
     "--allowed-domains",
     `api.demo.test:${port},${llmHost}`,
     "--secrets",
     "OPENAI_API_KEY",
+    // Input free: each call reserves its output bound (100 tokens, $0.002) and costs its 30
+    // output tokens ($0.0006), so the budget stops the agent after a handful of calls.
     "--price",
-    "demo-gpt=1000/2000",
+    "demo-gpt=0/20",
   ]);
   env.VALLIGNUS_TOKEN = vallignus(
     ["auth", "issue-token", "--agent-id", "demo-bot", "--policy-id", "demo", "--ttl", "10m"],
@@ -97,7 +99,8 @@ try {
   );
   console.log(`  (the agent was stopped: vallignus run exited with status ${status})`);
   vallignus(["spend"]);
-  vallignus(["audit", "tail", "-n", "8"]);
+  vallignus(["audit", "query", "--decision", "deny"]);
+  vallignus(["audit", "tail", "-n", "4"]);
   vallignus(["audit", "verify"]);
   console.log(
     `\nThe fake API got the real key on all ${llm.seen.calls} calls; the agent held only a stand-in.` +
