@@ -8,6 +8,7 @@ import { MemoryAudit } from "../../test/helpers/metered-fakes.js";
 import type { HostKind } from "./address.js";
 import { createGatekeeper, type GatekeeperOptions } from "./gatekeeper.js";
 import type { RequestFacts } from "./judgement.js";
+import type { SecretSource } from "./ports.js";
 import type { ResolvedTarget } from "./resolve.js";
 
 const RULES: Partial<PolicyRules> = {
@@ -28,7 +29,9 @@ const LEAF: SecureContext = createSecureContext();
 type Answer = ResolvedTarget[] | Error;
 
 /** A gatekeeper over a fake resolver (name → answer) and a settable stop reason. */
-function setup(over: { rules?: Partial<PolicyRules>; maxRequests?: number } = {}) {
+function setup(
+  over: { rules?: Partial<PolicyRules>; maxRequests?: number; secrets?: SecretSource } = {},
+) {
   const audit = new MemoryAudit();
   const answers = new Map<string, Answer>([["allowed.test", [pub("93.184.216.34")]]]);
   const state = {
@@ -48,6 +51,7 @@ function setup(over: { rules?: Partial<PolicyRules>; maxRequests?: number } = {}
     onRequestLimit: () => state.limitHits++,
     proxyPort: () => PROXY_PORT,
     interceptFor: (host) => (host === "api.openai.com" ? Promise.resolve(LEAF) : undefined),
+    ...(over.secrets === undefined ? {} : { secrets: over.secrets }),
     resolve: (host) => {
       state.lookups++;
       state.duringLookup();
@@ -267,4 +271,41 @@ test("gatekeeper: the 403 body carries the six contract fields", () => {
       message: undefined,
     },
   );
+});
+
+test("gatekeeper: request rules judge a plain-HTTP request by method and path, query ignored", async () => {
+  const g = setup({ rules: { allow_requests: ["GET allowed.test/ok/*"] } });
+  assert.equal(
+    await verdict(g, facts("allowed.test", { path: "/ok/x?y=1" })),
+    "allow 93.184.216.34",
+  );
+  assert.equal(await verdict(g, facts("allowed.test", { path: "/no" })), "request_not_allowed");
+  const post = facts("allowed.test", { method: "POST", path: "/ok/x" });
+  assert.equal(await verdict(g, post), "request_not_allowed");
+  assert.equal(
+    await verdict(g, facts("allowed.test", { path: "/ok/%2e%2e" })),
+    "malformed_request",
+  );
+});
+
+test("gatekeeper: a tunnel to an IP whose requests must be seen is refused, not passed unseen", async () => {
+  const connect = { kind: "connect", method: "CONNECT", path: "", port: 443 } as const;
+  const ruled = setup({ rules: { allow_requests: ["GET 1.1.1.1/x"] } });
+  assert.equal(await verdict(ruled, facts("1.1.1.1", connect)), "request_not_allowed");
+  const inspected = setup({ rules: { inspect_hosts: ["1.1.1.1"] } });
+  assert.equal(await verdict(inspected, facts("1.1.1.1", connect)), "request_not_allowed");
+  assert.equal(await verdict(setup(), facts("1.1.1.1", connect)), "allow 1.1.1.1");
+});
+
+test("gatekeeper: a host name that carries a secret's value or stand-in is refused, naming it", async () => {
+  const value = "sk-proj-0123456789abcdefghij0123456789";
+  const secrets: SecretSource = {
+    snapshot: () => ({ usable: [], values: [{ name: "OPENAI_API_KEY", value }] }),
+  };
+  const g = setup({ rules: { allowed_domains: ["*.allowed.test"] }, secrets });
+  const judged = await g.gatekeeper.judge(facts(`${value.toLowerCase()}.allowed.test`));
+  assert.deepEqual(judged.allow ? judged : { reason: judged.reason, secret: judged.secret }, {
+    reason: "secret_exfiltration",
+    secret: "OPENAI_API_KEY",
+  });
 });

@@ -91,7 +91,18 @@ function checkRequest(
       return { allow: false, reason, secret, error: `secret ${secret} in the ${where}` };
     }
   }
-  if (facts.kind === "connect") return undefined;
+  if (facts.kind === "connect") {
+    // A tunnel to an address cannot be opened with a leaf of ours (no name to issue it for): a
+    // host whose requests must be seen is then refused rather than passed unseen.
+    const seen =
+      options.policy.requestRules.covers(host, facts.port) ||
+      options.policy.inspected.namesHost(host);
+    if (facts.host.kind === "ip" && seen) {
+      const error = "requests to this address must be seen, which a tunnel to an IP cannot be";
+      return { allow: false, reason: "request_not_allowed", error };
+    }
+    return undefined;
+  }
   if (facts.host.kind === "name" && meteredProviderFor(host) !== undefined)
     return denied("malformed_request");
   const verdict = options.policy.requestRules.decide({

@@ -264,32 +264,23 @@ function leafContexts(home: Home, ca: RunPlan["ca"], now: () => Date, policy: Co
   };
 }
 
-/** The proxy with its gatekeeper and metered handler; decisions are counted and audited. */
-async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack) {
-  const { home, options, now, policy, ca, budgetNano, identity, isolation } = run.plan;
-  const { audit, ledger } = { audit: run.audit as AuditLog, ledger: run.ledger as Ledger };
+/**
+ * What serves the requests inside intercepted tunnels: metered LLM hosts are metered; inspected
+ * hosts (listed, or with request rules) are judged and sent on, one request at a time.
+ */
+function tunnelHandlers(
+  run: LiveRun,
+  parts: {
+    decisions: ReturnType<typeof auditedDecisions>;
+    upstreamRoots: readonly string[];
+    secrets: RunSecrets["source"];
+    gatekeeper: ReturnType<typeof createGatekeeper>;
+  },
+) {
+  const { options, now, policy, budgetNano, identity } = run.plan;
+  const ledger = run.ledger as Ledger;
   const { stop } = run;
-  const decisions = auditedDecisions(run, audit, run.plan.secrets.source);
-  const upstreamRoots = [
-    ...rootCertificates,
-    ...(options.upstreamCa === undefined ? [] : [readUpstreamCa(options.upstreamCa)]),
-  ];
-  const interceptFor = leafContexts(home, ca, now, policy);
-  const secrets = run.plan.secrets.source;
-
-  const runLimitRequests = options.maxRequests;
-  const gatekeeper = createGatekeeper({
-    interceptFor,
-    secrets,
-    identity,
-    policy,
-    overrides: options.resolve,
-    maxRequests: runLimitRequests,
-    audit: decisions,
-    stopReason: () => stop.denyReason(),
-    onRequestLimit: () => stop.stop("request_limit_exceeded"),
-    proxyPort: () => proxy.port,
-  });
+  const { decisions, upstreamRoots, secrets, gatekeeper } = parts;
   const metered = createMeteredHandler({
     identity,
     policy,
@@ -319,15 +310,48 @@ async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack
     upstreamRoots,
     secrets,
   });
-  const innerHandler: Parameters<typeof startProxy>[0]["innerHandler"] = (req, res, tunnel) => {
+  const handler: Parameters<typeof startProxy>[0]["innerHandler"] = (req, res, tunnel) => {
     if (meteredProviderFor(tunnel.host) !== undefined) metered(req, res, tunnel);
     else inspected(req, res, tunnel);
   };
+  const finished = async (timeoutMs: number) => {
+    await Promise.all([metered.finished(timeoutMs), inspected.finished(timeoutMs)]);
+  };
+  return { handler, finished };
+}
+
+/** The proxy with its gatekeeper and tunnel handlers; decisions are counted and audited. */
+async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack) {
+  const { home, options, now, policy, ca, identity, isolation } = run.plan;
+  const audit = run.audit as AuditLog;
+  const { stop } = run;
+  const decisions = auditedDecisions(run, audit, run.plan.secrets.source);
+  const upstreamRoots = [
+    ...rootCertificates,
+    ...(options.upstreamCa === undefined ? [] : [readUpstreamCa(options.upstreamCa)]),
+  ];
+  const interceptFor = leafContexts(home, ca, now, policy);
+  const secrets = run.plan.secrets.source;
+
+  const runLimitRequests = options.maxRequests;
+  const gatekeeper = createGatekeeper({
+    interceptFor,
+    secrets,
+    identity,
+    policy,
+    overrides: options.resolve,
+    maxRequests: runLimitRequests,
+    audit: decisions,
+    stopReason: () => stop.denyReason(),
+    onRequestLimit: () => stop.stop("request_limit_exceeded"),
+    proxyPort: () => proxy.port,
+  });
+  const tunnels = tunnelHandlers(run, { decisions, upstreamRoots, secrets, gatekeeper });
   const proxySocket = join(runDir, "proxy.sock");
   const proxy = await startProxy({
     port: options.port,
     gatekeeper,
-    innerHandler,
+    innerHandler: tunnels.handler,
     secrets,
     unixSocket: isolation === undefined ? undefined : proxySocket,
   }).catch((err: unknown) => {
@@ -344,7 +368,7 @@ async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack
     await proxy.close();
     // Metered calls the closed connections cut short are settled, the ledger written, and
     // their audit lines queued, before run_end.
-    await Promise.all([metered.finished(2000), inspected.finished(2000)]);
+    await tunnels.finished(2000);
   });
   return { proxy, gatekeeper, proxySocket };
 }
