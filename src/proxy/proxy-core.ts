@@ -41,10 +41,9 @@ export async function judgeRequest(
   let result: { judgement: Judgement; error?: string };
   try {
     const judgement = await core.gatekeeper.judge(facts);
-    result =
-      !judgement.allow && judgement.error !== undefined
-        ? { judgement, error: judgement.error }
-        : { judgement };
+    // A denial's note (where a secret was seen) goes to its audit line as its error.
+    const note = "error" in judgement ? judgement.error : undefined;
+    result = note === undefined ? { judgement } : { judgement, error: note };
   } catch (err) {
     result = {
       judgement: MALFORMED,
