@@ -126,7 +126,12 @@ const FAMILY: Partial<Record<ProviderId, Family>> = {
 
 const FAMILY_PLACEMENTS: Record<Family, readonly SecretPlacement[]> = {
   bearer: [{ kind: "header", name: "authorization", template: "Bearer {secret}" }],
-  anthropic: [{ kind: "header", name: "x-api-key", template: null }],
+  // Anthropic's own SDK (1.x) sends an API key as `Authorization: Bearer`, older clients and
+  // curl examples as x-api-key: either place is the key's own.
+  anthropic: [
+    { kind: "header", name: "x-api-key", template: null },
+    { kind: "header", name: "authorization", template: "Bearer {secret}" },
+  ],
   gemini: [
     { kind: "header", name: "x-goog-api-key", template: null },
     { kind: "query", name: "key" },

@@ -224,7 +224,7 @@ export const AUTH = defineGroup({
       notes: [
         VALUE_NOTE,
         "Without --header or --query the place is inferred when every host is a known LLM API " +
-          "of one kind: OpenAI-style (Authorization: Bearer), Anthropic (x-api-key), Gemini " +
+          "of one kind: OpenAI-style (Authorization: Bearer), Anthropic (x-api-key or Authorization: Bearer), Gemini " +
           "(x-goog-api-key and the key parameter), Azure OpenAI (api-key).",
       ],
       flags: {

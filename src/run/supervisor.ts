@@ -30,7 +30,9 @@ import {
   createMeteredHandler,
   startProxy,
   type ResolveOverride,
+  type SecretSource,
 } from "../proxy/index.js";
+import { withoutSecretValues } from "./audit-values.js";
 import { prepareRunSecrets, withStandIns, type RunSecrets } from "./run-secrets.js";
 import type { StoredSecret } from "../secrets/index.js";
 import { buildChildEnv, setAsideForHelper } from "./child-env.js";
@@ -211,15 +213,25 @@ function makeRunDir(plan: RunPlan, resources: CleanupStack): string {
   return runDir;
 }
 
+/** The values the authority holds, or undefined when they cannot be read. */
+function secretValues(source: SecretSource): string[] | undefined {
+  try {
+    return source.snapshot()?.values.map((v) => v.value) ?? [];
+  } catch {
+    return undefined;
+  }
+}
+
 /** Decisions are queued and written once per event-loop turn; lifecycle events go at once. */
-function auditedDecisions(run: LiveRun, audit: AuditLog) {
+function auditedDecisions(run: LiveRun, audit: AuditLog, secrets: SecretSource) {
   const { counts, stop } = run;
   return {
-    append: (record: DecisionFields) => {
-      const denied = record.decision === "deny";
+    append: (decision: DecisionFields) => {
+      const denied = decision.decision === "deny";
       if (denied) counts.denied++;
       else counts.allowed++;
       try {
+        const record = denied ? withoutSecretValues(decision, secretValues(secrets)) : decision;
         audit.enqueue(record, denied);
       } catch (err) {
         // A decision that cannot be recorded: no further request may be decided.
@@ -313,7 +325,7 @@ async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack
   const { home, options, now, policy, ca, identity, isolation } = run.plan;
   const audit = run.audit as AuditLog;
   const { stop } = run;
-  const decisions = auditedDecisions(run, audit);
+  const decisions = auditedDecisions(run, audit, run.plan.secrets.source);
   const upstreamRoots = [
     ...rootCertificates,
     ...(options.upstreamCa === undefined ? [] : [readUpstreamCa(options.upstreamCa)]),

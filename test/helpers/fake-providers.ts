@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 
@@ -24,8 +24,12 @@ export interface FakeBehaviour {
 export interface FakeProviders {
   readonly port: number;
   readonly caPem: string;
-  /** Request bodies received, as parsed JSON, with their path. */
-  readonly received: { path: string; body: Record<string, unknown> }[];
+  /** Request bodies received, as parsed JSON, with their path and headers. */
+  readonly received: {
+    path: string;
+    body: Record<string, unknown>;
+    headers: IncomingHttpHeaders;
+  }[];
   readonly behaviour: FakeBehaviour;
   /** TCP connections accepted, whether or not a request followed. */
   readonly connections: () => number;
@@ -237,7 +241,7 @@ export async function startFakeProviders(): Promise<FakeProviders> {
     "api.anthropic.com",
     "generativelanguage.googleapis.com",
   ]);
-  const received: { path: string; body: Record<string, unknown> }[] = [];
+  const received: FakeProviders["received"] = [];
   const behaviour: FakeBehaviour = {
     inputTokens: 12,
     outputTokens: 30,
@@ -268,7 +272,7 @@ export async function startFakeProviders(): Promise<FakeProviders> {
       req.on("end", () => {
         const text = Buffer.concat(chunks).toString("utf8");
         const body = text === "" ? {} : (JSON.parse(text) as Record<string, unknown>);
-        received.push({ path: req.url ?? "", body });
+        received.push({ path: req.url ?? "", body, headers: req.headers });
         const later = () => {
           if (behaviour.responseDelayMs > 0)
             setTimeout(() => answer(req, res, body), behaviour.responseDelayMs);

@@ -183,8 +183,9 @@ export async function meteredHarness(
 export async function startTlsProvider(
   hosts: readonly string[],
   answer: (req: IncomingMessage, res: ServerResponse, body: string) => void,
+  caName?: string,
 ): Promise<{ server: Server; port: number; caPem: string }> {
-  const certs = await makeTestCertificates([...hosts]);
+  const certs = await makeTestCertificates([...hosts], caName);
   const server = createServer({ cert: certs.certPem, key: certs.keyPem }, (req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));

@@ -8,16 +8,20 @@ import * as x509 from "@peculiar/x509";
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
-/** A throwaway CA and a leaf for the given names, made fresh for a test run. */
+/**
+ * A throwaway CA and a leaf for the given names, made fresh for a test run. Two CAs trusted
+ * together need names of their own: a verifier finds the issuer by its name.
+ */
 export async function makeTestCertificates(
   names: string[],
+  caName = "CN=Vallignus test CA",
 ): Promise<{ caPem: string; certPem: string; keyPem: string }> {
   const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
   const caKeys = await webcrypto.subtle.generateKey(alg, true, ["sign", "verify"]);
   const now = Date.now();
   const ca = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: "01",
-    name: "CN=Vallignus test CA",
+    name: caName,
     notBefore: new Date(now - 60_000),
     notAfter: new Date(now + 86_400_000),
     signingAlgorithm: alg,
