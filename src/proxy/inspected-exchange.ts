@@ -1,13 +1,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { request as httpsRequest } from "node:https";
 
-import { decisionRecord, redactPath, type RequestLine, type RunIdentity } from "../audit/index.js";
+import { decisionRecord, type RequestLine, type RunIdentity } from "../audit/index.js";
 import type { CompiledPolicy, DenyReason } from "../policy/index.js";
 import { DENY_HEADERS } from "./deny-response.js";
 import { denyBody } from "./deny-body.js";
 import { dropHeaders, forwardHeaders } from "./headers.js";
 import { checkInnerRequest, type InnerChecked } from "./inner-check.js";
-import type { InnerHandler, TunnelContext } from "./intercept.js";
+import { tunnelRequestLine, type InnerHandler, type TunnelContext } from "./intercept.js";
 import { hostMatchesTunnel } from "./metered-admit.js";
 import type { AuditSink, SecretSource } from "./ports.js";
 import { MAX_CHECKED_BODY_BYTES, maskHeaderValues } from "./secret-check.js";
@@ -198,13 +198,7 @@ export function createInspectedHandler(
     await forwardInspected(x, checked, agent);
   };
   const handler = (req: IncomingMessage, res: ServerResponse, tunnel: TunnelContext) => {
-    const line = {
-      method: req.method ?? "",
-      scheme: "https",
-      host: tunnel.host,
-      port: tunnel.port,
-      path: redactPath(req.url ?? "/"),
-    } as const;
+    const line = tunnelRequestLine(req, tunnel);
     const x = new Inspected(options, req, res, tunnel, line);
     const call = serve(x).catch((err: unknown) => {
       const error = `internal error: ${err instanceof Error ? err.message : String(err)}`;

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { TLSSocket, type SecureContext } from "node:tls";
 import type { Duplex } from "node:stream";
 
+import { redactPath, type RequestLine } from "../audit/index.js";
 import { DENY_HEADERS, denyResponseHead } from "./deny-response.js";
 import { connectionNamesProtected } from "./headers.js";
 import { innerTarget } from "./request-parse.js";
@@ -13,6 +14,17 @@ export interface TunnelContext {
   readonly port: number;
   /** The address the gatekeeper checked; the only address we dial. */
   readonly address: string;
+}
+
+/** The audit line's request fields of a request inside a tunnel (its query values redacted). */
+export function tunnelRequestLine(req: IncomingMessage, tunnel: TunnelContext): RequestLine {
+  return {
+    method: req.method ?? "",
+    scheme: "https",
+    host: tunnel.host,
+    port: tunnel.port,
+    path: redactPath(req.url ?? "/"),
+  };
 }
 
 export type InnerHandler = (

@@ -2,7 +2,6 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 
 import {
   decisionRecord,
-  redactPath,
   type DecisionFields,
   type RequestLine,
   type RunIdentity,
@@ -11,7 +10,7 @@ import { meteredProviderFor, type ProviderId } from "../metering/index.js";
 import type { CompiledPolicy, DenyReason } from "../policy/index.js";
 import { denyBody, type ErrorShape } from "./deny-body.js";
 import { DENY_HEADERS } from "./deny-response.js";
-import type { InnerHandler, TunnelContext } from "./intercept.js";
+import { tunnelRequestLine, type InnerHandler, type TunnelContext } from "./intercept.js";
 import {
   admit,
   MAX_METERED_BODY_BYTES,
@@ -255,13 +254,7 @@ export function createMeteredHandler(
   const meter = new Meter(options);
   const handler = (req: IncomingMessage, res: ServerResponse, tunnel: TunnelContext) => {
     const started = performance.now();
-    const line = {
-      method: req.method ?? "",
-      scheme: "https",
-      host: tunnel.host,
-      port: tunnel.port,
-      path: redactPath(req.url ?? "/"),
-    } as const;
+    const line = tunnelRequestLine(req, tunnel);
     void meter.serve({ req, res, tunnel, line, started });
   };
   /**
