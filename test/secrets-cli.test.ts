@@ -202,7 +202,11 @@ describe("where the value goes is inferred for known LLM hosts", () => {
       ["--hosts", "api.groq.com,api.openai.com,*.api.openai.com"],
       "header authorization: Bearer {secret}",
     ],
-    ["Anthropic", ["--hosts", "api.anthropic.com"], "header x-api-key"],
+    [
+      "Anthropic",
+      ["--hosts", "api.anthropic.com"],
+      "header x-api-key; header authorization: Bearer {secret}",
+    ],
     [
       "Gemini",
       ["--hosts", "generativelanguage.googleapis.com"],

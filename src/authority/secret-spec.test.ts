@@ -26,7 +26,12 @@ describe("placements: given by the flags, or inferred from hosts of one LLM fami
       {},
       "header authorization: Bearer {secret}",
     ],
-    ["Anthropic", ["api.anthropic.com"], {}, "header x-api-key"],
+    [
+      "Anthropic",
+      ["api.anthropic.com"],
+      {},
+      "header x-api-key; header authorization: Bearer {secret}",
+    ],
     ["Gemini", ["generativelanguage.googleapis.com"], {}, "header x-goog-api-key; query key"],
     ["Azure (wildcard)", ["*.openai.azure.com"], {}, "header api-key"],
     ["Azure, two clouds", ["*.openai.azure.com", "*.openai.azure.us"], {}, "header api-key"],
