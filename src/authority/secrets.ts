@@ -135,9 +135,10 @@ function serialize(secret: StoredSecret): string {
 
 function statOrUndefined(path: string): BigIntStats | undefined {
   try {
-    return statSync(path, { bigint: true });
+    // The proxy asks for every request it checks: a home without secrets must not cost an
+    // exception each time, so a missing file is an answer, not an error.
+    return statSync(path, { bigint: true, throwIfNoEntry: false });
   } catch (err) {
-    if (isErrnoException(err) && err.code === "ENOENT") return undefined;
     throw new VallignusError("ERR_HOME_READ", `cannot read ${path}: ${String(err)}`);
   }
 }

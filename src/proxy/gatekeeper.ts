@@ -15,7 +15,7 @@ import {
 import { hostText, isPrivateAddress } from "./address.js";
 import { denyBody, errorShapeFor } from "./deny-body.js";
 import { meteredProviderFor } from "../metering/index.js";
-import { guardHost } from "../secrets/index.js";
+import { guardHost, type SecretSnapshot } from "../secrets/index.js";
 import type { AuditSink, SecretSource } from "./ports.js";
 import { RequestCounter } from "./request-slots.js";
 import { resolveTarget, type ResolveOverride } from "./resolve.js";
@@ -82,9 +82,9 @@ function checkRequest(
   options: GatekeeperOptions,
   facts: RequestFacts,
   host: string,
+  snapshot: SecretSnapshot | undefined,
 ): Judgement | undefined {
   if (facts.host.kind === "name") {
-    const snapshot = options.secrets?.snapshot();
     const refusal = snapshot === undefined ? undefined : guardHost(snapshot, host);
     if (refusal !== undefined) {
       const { reason, secret, where } = refusal;
@@ -152,7 +152,9 @@ export function createGatekeeper(
       port: facts.port,
     });
     if (target.decision === "deny") return denied(target.reason);
-    const early = checkRequest(options, facts, host);
+    // Read once per request: a plain-HTTP request or an upgrade is checked against it later.
+    const snapshot = options.secrets?.snapshot();
+    const early = checkRequest(options, facts, host, snapshot);
     if (early !== undefined) return early;
     const intercept =
       facts.host.kind === "name" && facts.kind === "connect"
@@ -173,7 +175,12 @@ export function createGatekeeper(
       slot.release();
       return denied(dial);
     }
-    if (intercept === undefined) return { allow: true, address: dial.address };
+    if (intercept === undefined) {
+      const address = dial.address;
+      return snapshot === undefined
+        ? { allow: true, address }
+        : { allow: true, address, secrets: snapshot };
+    }
     slot.release();
     return { allow: true, address: dial.address, intercept: await intercept };
   }

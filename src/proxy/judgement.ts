@@ -1,6 +1,7 @@
 import type { SecureContext } from "node:tls";
 
 import type { DenyReason } from "../policy/index.js";
+import type { SecretSnapshot } from "../secrets/index.js";
 import type { HostKind } from "./address.js";
 
 /** What the proxy read from one request, before anything goes upstream. */
@@ -20,6 +21,11 @@ export type Judgement =
       readonly address: string;
       /** Set for metered hosts: terminate TLS with this context and meter each request. */
       readonly intercept?: SecureContext;
+      /**
+       * The run's secrets as read when the request was judged (absent when it holds none): a
+       * plain-HTTP request or an upgrade is checked against this same view, read once.
+       */
+      readonly secrets?: SecretSnapshot;
     }
   | {
       readonly allow: false;

@@ -5,7 +5,7 @@ import { hostText } from "./address.js";
 import type { Scrubber, SecretSnapshot } from "../secrets/index.js";
 import { dropHeaders, forwardHeaders, headerValues } from "./headers.js";
 import { sendDeny } from "./proxy-core.js";
-import { checkSecrets, maskHeaderValues, takeSnapshot } from "./secret-check.js";
+import { checkSecrets, maskHeaderValues } from "./secret-check.js";
 import type { Judgement, RequestFacts } from "./judgement.js";
 import type { ProxyCore } from "./proxy-core.js";
 import type { InFlight } from "./request-records.js";
@@ -189,12 +189,7 @@ async function checkedRequest(
     req.resume();
     exchange.entry.finish(denial, 403, denial.error);
   };
-  const taken = takeSnapshot(core.secrets);
-  if ("denial" in taken) {
-    refuse(taken.denial);
-    return undefined;
-  }
-  const { snapshot } = taken;
+  const snapshot = exchange.judgement.secrets;
   if (snapshot === undefined) return { path: facts.path, headers, body: hasBody ? req : null };
   const target = { host: hostText(facts.host), port: facts.port, path: facts.path, headers };
   const checked = await checkSecrets(snapshot, req, target);

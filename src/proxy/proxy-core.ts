@@ -6,13 +6,10 @@ import { DENY_HEADERS, denyResponseHead } from "./deny-response.js";
 import type { Interception } from "./intercept.js";
 import type { Gatekeeper, Judgement, RequestFacts } from "./judgement.js";
 import type { InFlight, RequestRecords } from "./request-records.js";
-import type { SecretSource } from "./ports.js";
 import type { UpstreamPools } from "./upstream-pools.js";
 
 /** What every way of carrying out a request shares: the judge, the records, the open sockets. */
 export interface ProxyCore {
-  /** The run's secrets, when requests must be checked for them. */
-  readonly secrets: SecretSource | undefined;
   readonly gatekeeper: Gatekeeper;
   readonly records: RequestRecords;
   readonly pools: UpstreamPools;

@@ -20,8 +20,7 @@ import { interceptTunnel, openTunnel, openUpgrade } from "./tunnel.js";
 import { UpstreamPools } from "./upstream-pools.js";
 import { hostText } from "./address.js";
 import { forwardHeaders } from "./headers.js";
-import { checkSecrets, takeSnapshot, type Checked } from "./secret-check.js";
-import type { SecretSource } from "./ports.js";
+import { checkSecrets } from "./secret-check.js";
 
 export type { Gatekeeper, Judgement, Outcome, RequestFacts } from "./judgement.js";
 
@@ -40,8 +39,6 @@ export interface ProxyOptions {
   readonly gatekeeper: Gatekeeper;
   /** Serves requests inside intercepted (metered) tunnels. */
   readonly innerHandler?: InnerHandler;
-  /** The run's secrets: requests the proxy sees whole are checked, and stand-ins swapped. */
-  readonly secrets?: SecretSource | undefined;
   /**
    * Accept connections on this unix socket (mode 0600) instead of 127.0.0.1: the way in from
    * `--isolate`. A TCP port on the host's loopback would let any local user or program borrow
@@ -136,30 +133,21 @@ async function serveUpgrade(core: ProxyCore, req: IncomingMessage, client: Duple
   const judgement = await judgeOnSocket(core, client, entry, parsed.facts);
   if (judgement === undefined) return;
   const headers = forwardHeaders(req.rawHeaders, true);
-  const sent = await checkUpgrade(core, req, parsed.facts, headers);
+  const facts = parsed.facts;
+  const target = { host: hostText(facts.host), port: facts.port, path: facts.path, headers };
+  // Its path and headers are checked for secrets; its frames, once upgraded, are not seen.
+  const sent =
+    judgement.secrets === undefined
+      ? { ok: true as const, path: facts.path, headers, secret: undefined }
+      : await checkSecrets(judgement.secrets, req, target, Buffer.alloc(0));
   if (!sent.ok) {
     denyOnSocket(core, client, sent.denial.reason);
     entry.finish(sent.denial, 403, sent.denial.error);
     return;
   }
   entry.secret = sent.secret;
-  const request = { core, client, head, facts: parsed.facts, judgement, entry };
+  const request = { core, client, head, facts, judgement, entry };
   openUpgrade(request, { path: sent.path, headers: sent.headers });
-}
-
-/** An upgrade's path and headers checked for secrets (its frames are not seen). */
-async function checkUpgrade(
-  core: ProxyCore,
-  req: IncomingMessage,
-  facts: RequestFacts,
-  headers: readonly string[],
-): Promise<Checked | { ok: true; path: string; headers: readonly string[]; secret: undefined }> {
-  const taken = takeSnapshot(core.secrets);
-  if ("denial" in taken) return { ok: false, denial: taken.denial };
-  if (taken.snapshot === undefined)
-    return { ok: true, path: facts.path, headers, secret: undefined };
-  const target = { host: hostText(facts.host), port: facts.port, path: facts.path, headers };
-  return checkSecrets(taken.snapshot, req, target, Buffer.alloc(0));
 }
 
 /**
@@ -274,7 +262,6 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   const { gatekeeper } = options;
   const core: ProxyCore = {
     gatekeeper,
-    secrets: options.secrets,
     records: new RequestRecords(gatekeeper),
     pools: new UpstreamPools(),
     interception:

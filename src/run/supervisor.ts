@@ -352,7 +352,6 @@ async function startRunProxy(run: LiveRun, runDir: string, running: CleanupStack
     port: options.port,
     gatekeeper,
     innerHandler: tunnels.handler,
-    secrets,
     unixSocket: isolation === undefined ? undefined : proxySocket,
   }).catch((err: unknown) => {
     if (isErrnoException(err) && err.code === "EADDRINUSE")
