@@ -59,11 +59,18 @@ console.log(JSON.stringify(out));
  * other runs (issue 12's review). It prints one JSON object: each attempt's result or errno.
  */
 const BOUNDARY_PROBE = `
-import { appendFileSync, readdirSync, readFileSync, readlinkSync, writeFileSync, existsSync } from "node:fs";
+import { appendFileSync, readdirSync, readFileSync, readlinkSync, writeFileSync, existsSync, watch } from "node:fs";
 import { connect } from "node:net";
 import { spawn } from "node:child_process";
 import { dirname } from "node:path";
 const [home, jti, otherSocket, outside, marker] = process.argv.slice(2);
+// Resolves once ./name exists (watched, not polled), or after a generous deadline.
+const appears = (name, ms = 30000) => new Promise((done) => {
+  const finish = () => { watcher.close(); clearTimeout(timer); done(); };
+  const watcher = watch(".", () => { if (existsSync("./" + name)) finish(); });
+  const timer = setTimeout(finish, ms);
+  if (existsSync("./" + name)) finish();
+});
 const out = {};
 const attempt = (fn) => { try { const r = fn(); return r === undefined ? "OK" : r; } catch (e) { return e.code ?? e.message; } };
 const reach = (path, port) => new Promise((done) => {
@@ -81,7 +88,7 @@ out.hostTmp = attempt(() => readdirSync("/tmp").filter((n) => n.startsWith("vall
 out.writeOutside = attempt(() => writeFileSync(outside + "/escaped", "x"));
 out.writeCwd = attempt(() => writeFileSync("./cwd-ok", "x"));
 out.writeTmp = attempt(() => writeFileSync("/tmp/agent-" + marker, "x"));
-for (let i = 0; i < 100 && !existsSync("./supervisor.pid"); i++) await new Promise((r) => setTimeout(r, 50));
+await appears("supervisor.pid");
 const supervisor = Number(readFileSync("./supervisor.pid", "utf8"));
 out.usr1Supervisor = attempt(() => process.kill(supervisor, "SIGUSR1"));
 out.killSupervisor = attempt(() => process.kill(supervisor, "SIGKILL"));
@@ -96,7 +103,7 @@ out.uts = readlinkSync("/proc/self/ns/uts");
 out.processes = readdirSync("/proc").filter((p) => /^[0-9]+$/.test(p)).length;
 // A process that leaves the group, running before the probe ends.
 spawn("setsid", ["sh", "-c", "touch ./escapee-" + marker + "; exec sleep " + marker], { detached: true, stdio: "ignore" }).unref();
-for (let i = 0; i < 200 && !existsSync("./escapee-" + marker); i++) await new Promise((r) => setTimeout(r, 25));
+await appears("escapee-" + marker);
 console.log(JSON.stringify(out));
 `;
 
